@@ -1,0 +1,95 @@
+"""ModelVersion: an immutable model registry entry."""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+from pydantic import Field
+
+from driftloop_runtime import contract
+
+from ._base import ApiModel, ModelName, Rule, StatusBase
+
+#: Users approve, reject or archive a version with this annotation (spec is
+#: immutable and the operator never writes it).
+APPROVAL_ANNOTATION = "driftloop.dev/approval"
+
+
+class Artifact(ApiModel):
+    """Where the trained model is and how to check it."""
+
+    uri: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^(file://|s3://)",
+        description="Artifact directory: file:///artifacts/... or s3://bucket/prefix.",
+    )
+    sha256: str = Field(pattern=r"^[a-f0-9]{64}$", description="sha256 of the model file.")
+    format: Literal["skops"] = Field(
+        default="skops", description="Serialization format; only skops (never pickle)."
+    )
+
+
+class Lineage(ApiModel):
+    """Where this version came from."""
+
+    dataset: str | None = Field(default=None, max_length=253, description="Dataset name.")
+    dataset_digest: str | None = Field(
+        default=None, max_length=80, description="sha256:<hex> of the data trained on."
+    )
+    training_run: str | None = Field(
+        default=None, max_length=253, description="TrainingRun that produced it."
+    )
+    image: str | None = Field(default=None, max_length=512, description="Runtime image used.")
+    estimator: str | None = Field(
+        default=None, max_length=128, description="scikit-learn estimator class."
+    )
+    hyperparameters: dict[str, bool | int | float | str | None] = Field(
+        default_factory=dict,
+        json_schema_extra={"maxProperties": 32},
+        description="Hyperparameters the estimator was built with.",
+    )
+
+
+class ModelVersionSpec(ApiModel):
+    """A trained model. Immutable once created."""
+
+    model: ModelName = Field(description="Model name.")
+    version: int = Field(ge=1, le=1_000_000, description="Monotonic version number per model.")
+    task: contract.Task = Field(description="classification or regression.")
+    artifact: Artifact
+    metrics: dict[str, float] = Field(
+        default_factory=dict,
+        json_schema_extra={"maxProperties": 16},
+        description="Evaluation metrics on held-out data.",
+    )
+    gates_passed: bool = Field(
+        default=True, description="Whether the TrainingRun's evaluation gates passed."
+    )
+    lineage: Lineage = Field(default_factory=Lineage)
+
+    __rules__ = (
+        Rule(
+            cel="self == oldSelf", message="spec is immutable: ModelVersions are registry entries"
+        ),
+    )
+
+
+class Approval(enum.StrEnum):
+    candidate = "candidate"
+    approved = "approved"
+    rejected = "rejected"
+    archived = "archived"
+
+
+class ModelVersionStatus(StatusBase):
+    """Observed state of a ModelVersion."""
+
+    approval: Approval | None = Field(
+        default=None, description="candidate, approved, rejected or archived."
+    )
+    approval_reason: str | None = Field(default=None, max_length=1024)
+    artifact_verified: bool | None = Field(
+        default=None, description="Whether the artifact's digest was checked."
+    )
