@@ -1,0 +1,59 @@
+"""``driftloop-operator``: run the operator (kopf, standalone)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+
+import kopf
+from prometheus_client import start_http_server
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="driftloop-operator", description=__doc__)
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="watch this namespace (repeatable); default: DRIFTLOOP_WATCH_NAMESPACES or all",
+    )
+    parser.add_argument(
+        "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint"
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=int(os.environ.get("DRIFTLOOP_METRICS_PORT", "9090"))
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=["plain", "json", "full"],
+        default=os.environ.get("DRIFTLOOP_LOG_FORMAT", "plain"),
+    )
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+
+    namespaces = args.namespace or [
+        ns.strip()
+        for ns in os.environ.get("DRIFTLOOP_WATCH_NAMESPACES", "").split(",")
+        if ns.strip()
+    ]
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    if args.metrics_port:
+        start_http_server(args.metrics_port)
+    import driftloop.handlers  # noqa: F401  - registers the handlers
+
+    asyncio.run(
+        kopf.operator(
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=args.liveness or None,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

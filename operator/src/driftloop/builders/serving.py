@@ -1,0 +1,182 @@
+"""apps/v1 Deployment + Service (+ ServiceMonitor) serving one model version."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from driftloop import naming
+from driftloop.api import DeploymentSpec
+from driftloop.config import OperatorConfig
+from driftloop_runtime import contract
+
+from .common import (
+    Manifest,
+    Owner,
+    container_security_context,
+    env,
+    labels,
+    metadata,
+    pod_security_context,
+    resources,
+    volume_mounts,
+    volumes,
+)
+
+
+@dataclass(frozen=True)
+class ServedVersion:
+    """The concrete ModelVersion a Deployment serves."""
+
+    name: str
+    model: str
+    version: int
+    artifact_uri: str
+    sha256: str
+
+
+def selector(owner: Owner) -> dict[str, str]:
+    """Stable across versions, so a new version rolls the same ReplicaSets' pods."""
+    return {naming.LABEL_INSTANCE: owner.name, naming.LABEL_COMPONENT: "predictor"}
+
+
+def _probe(path: str, period: int, failures: int) -> Manifest:
+    return {
+        "httpGet": {"path": path, "port": contract.SERVING_PORT_NAME},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def predictor_deployment(
+    owner: Owner, spec: DeploymentSpec, served: ServedVersion, config: OperatorConfig
+) -> Manifest:
+    lbls = labels(
+        "predictor",
+        owner.name,
+        **{
+            naming.LABEL_DEPLOYMENT: owner.name,
+            naming.LABEL_MODEL: served.model,
+            naming.LABEL_MODEL_VERSION: str(served.version),
+        },
+    )
+    container: Manifest = {
+        "name": "server",
+        "image": spec.image or config.runtime_image,
+        "imagePullPolicy": config.image_pull_policy,
+        "args": [contract.COMMAND_SERVE],
+        "env": env(
+            {
+                contract.ENV_MODEL_NAME: served.model,
+                contract.ENV_MODEL_VERSION: str(served.version),
+                contract.ENV_ARTIFACT_URI: served.artifact_uri,
+                contract.ENV_ARTIFACT_SHA256: served.sha256,
+                contract.ENV_DEPLOYMENT: owner.name,
+                contract.ENV_DRIFT_METHOD: str(spec.monitoring.method),
+                contract.ENV_DRIFT_WINDOW: str(spec.monitoring.window),
+                contract.ENV_WORKERS: str(spec.workers),
+                contract.ENV_PORT: str(contract.SERVING_PORT),
+                contract.ENV_SCRATCH_DIR: contract.SCRATCH_MOUNT,
+            }
+        ),
+        "ports": [
+            {
+                "name": contract.SERVING_PORT_NAME,
+                "containerPort": contract.SERVING_PORT,
+                "protocol": "TCP",
+            }
+        ],
+        "readinessProbe": _probe(contract.PATH_READY, period=2, failures=2),
+        "livenessProbe": _probe(contract.PATH_LIVE, period=10, failures=3),
+        "startupProbe": _probe(contract.PATH_LIVE, period=2, failures=60),
+        "resources": resources(spec.resources),
+        "securityContext": container_security_context(),
+        "volumeMounts": volume_mounts(read_only=True),
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(naming.predictor(owner.name), owner, owner.namespace, lbls),
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": selector(owner)},
+            # Zero downtime: a new version's pod must be ready before an old one goes.
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "revisionHistoryLimit": 5,
+            "template": {
+                "metadata": {
+                    "labels": dict(lbls),
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(contract.SERVING_PORT),
+                        "prometheus.io/path": contract.PATH_METRICS,
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": volumes(config, read_only=True),
+                },
+            },
+        },
+    }
+
+
+def predictor_service(owner: Owner) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(
+            naming.predictor(owner.name),
+            owner,
+            owner.namespace,
+            labels("predictor", owner.name, **{naming.LABEL_DEPLOYMENT: owner.name}),
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(owner),
+            "ports": [
+                {
+                    "name": contract.SERVING_PORT_NAME,
+                    "port": contract.SERVING_PORT,
+                    "targetPort": contract.SERVING_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
+        },
+    }
+
+
+def service_monitor(owner: Owner, interval: str = "15s") -> Manifest:
+    """For clusters running the Prometheus Operator."""
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": metadata(
+            naming.predictor(owner.name),
+            owner,
+            owner.namespace,
+            labels("predictor", owner.name, **{naming.LABEL_DEPLOYMENT: owner.name}),
+        ),
+        "spec": {
+            "selector": {"matchLabels": {naming.LABEL_DEPLOYMENT: owner.name}},
+            "endpoints": [
+                {
+                    "port": contract.SERVING_PORT_NAME,
+                    "path": contract.PATH_METRICS,
+                    "interval": interval,
+                }
+            ],
+        },
+    }
+
+
+def service_url(owner: Owner, model: str) -> str:
+    host = f"{naming.predictor(owner.name)}.{owner.namespace}.svc"
+    return f"http://{host}:{contract.SERVING_PORT}/v2/models/{model}"

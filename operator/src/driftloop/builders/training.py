@@ -1,0 +1,157 @@
+"""batch/v1 Jobs running the runtime's ``train`` and ``profile`` commands."""
+
+from __future__ import annotations
+
+from driftloop import naming
+from driftloop.api import DatasetSpec, TrainingRunSpec
+from driftloop.config import OperatorConfig
+from driftloop_runtime import contract
+
+from .common import (
+    Manifest,
+    Owner,
+    container_security_context,
+    env,
+    labels,
+    metadata,
+    pod_security_context,
+    resources,
+    volume_mounts,
+    volumes,
+)
+
+#: Seconds a finished Job's pods stay around for debugging once the parent is done.
+_INPUT_ERROR_EXIT = contract.EXIT_INVALID_INPUT
+
+
+def runtime_dataset(spec: DatasetSpec) -> contract.DatasetSpec:
+    """The Dataset spec as the runtime contract takes it (no operator-only fields)."""
+    return contract.DatasetSpec.model_validate(
+        spec.model_dump(by_alias=True, exclude={"refresh_interval"})
+    )
+
+
+def _job(
+    *,
+    name: str,
+    owner: Owner,
+    lbls: dict[str, str],
+    command: str,
+    request: str,
+    image: str,
+    config: OperatorConfig,
+    container_resources: Manifest,
+    backoff_limit: int,
+    deadline: int,
+    read_only_artifacts: bool,
+) -> Manifest:
+    container: Manifest = {
+        "name": command,
+        "image": image,
+        "imagePullPolicy": config.image_pull_policy,
+        "args": [command],
+        "env": env({contract.ENV_REQUEST: request, contract.ENV_SCRATCH_DIR: "/tmp"}),
+        "resources": container_resources,
+        "securityContext": container_security_context(),
+        "volumeMounts": volume_mounts(read_only=read_only_artifacts),
+        "terminationMessagePath": contract.TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(name, owner, owner.namespace, lbls),
+        "spec": {
+            "backoffLimit": backoff_limit,
+            "activeDeadlineSeconds": deadline,
+            # Bad data or hyperparameters fail the same way every time: don't retry.
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": command,
+                            "operator": "In",
+                            "values": [_INPUT_ERROR_EXIT],
+                        },
+                    }
+                ]
+            },
+            "template": {
+                "metadata": {"labels": dict(lbls)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": volumes(config, read_only=read_only_artifacts),
+                },
+            },
+        },
+    }
+
+
+def training_job(
+    owner: Owner,
+    spec: TrainingRunSpec,
+    dataset: DatasetSpec,
+    config: OperatorConfig,
+) -> Manifest:
+    """The Job of one TrainingRun; its pod reports a TrainResult as termination message."""
+    request = contract.TrainRequest(
+        model_name=spec.model,
+        dataset=runtime_dataset(dataset),
+        estimator=str(spec.estimator.type),
+        hyperparameters=spec.estimator.hyperparameters,
+        evaluation=contract.Evaluation.model_validate(spec.evaluation.model_dump(by_alias=True)),
+        output_dir=naming.artifact_dir(contract.ARTIFACT_MOUNT, spec.model, owner.name, owner.uid),
+    )
+    lbls = labels(
+        "training",
+        owner.name,
+        **{naming.LABEL_TRAINING_RUN: owner.name, naming.LABEL_MODEL: spec.model},
+    )
+    return _job(
+        name=naming.training_job(owner.name),
+        owner=owner,
+        lbls=lbls,
+        command=contract.COMMAND_TRAIN,
+        request=request.model_dump_json(by_alias=True),
+        image=spec.image or config.runtime_image,
+        config=config,
+        container_resources=resources(spec.resources),
+        backoff_limit=spec.backoff_limit,
+        deadline=spec.active_deadline_seconds,
+        read_only_artifacts=False,
+    )
+
+
+def profile_job(
+    owner: Owner,
+    spec: DatasetSpec,
+    generation: int,
+    refresh: int,
+    config: OperatorConfig,
+) -> Manifest:
+    """The Job validating, digesting and profiling one Dataset version."""
+    request = contract.ProfileRequest(
+        dataset=runtime_dataset(spec),
+        output_dir=naming.dataset_profile_dir(
+            contract.ARTIFACT_MOUNT, owner.name, owner.uid, generation, refresh
+        ),
+    )
+    lbls = labels("profiling", owner.name, **{naming.LABEL_DATASET: owner.name})
+    return _job(
+        name=naming.profile_job(owner.name, generation, refresh),
+        owner=owner,
+        lbls=lbls,
+        command=contract.COMMAND_PROFILE,
+        request=request.model_dump_json(by_alias=True),
+        image=config.runtime_image,
+        config=config,
+        container_resources=resources(None),
+        backoff_limit=1,
+        deadline=1800,
+        read_only_artifacts=False,
+    )

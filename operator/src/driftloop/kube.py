@@ -1,0 +1,204 @@
+"""The one thin layer that talks to the Kubernetes API.
+
+Everything above it passes and receives plain dicts (the JSON the API server
+speaks).  Creates are idempotent: 409 AlreadyExists returns the existing object.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from driftloop.api import API_VERSION, GROUP, VERSION, KindInfo
+
+Obj = dict[str, Any]
+FIELD_MANAGER = "driftloop"
+log = logging.getLogger(__name__)
+
+
+def load_config() -> None:
+    """In-cluster credentials when running in a pod, else the kubeconfig."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+class Kube:
+    """Typed entry points for the few calls the operator makes."""
+
+    def __init__(self, api_client: client.ApiClient | None = None) -> None:
+        self.api = api_client or client.ApiClient()
+        self.custom = client.CustomObjectsApi(self.api)
+        self.core = client.CoreV1Api(self.api)
+        self.batch = client.BatchV1Api(self.api)
+        self.apps = client.AppsV1Api(self.api)
+        self.extensions = client.ApiextensionsV1Api(self.api)
+
+    # ---------------------------------------------------------------- generic
+
+    def _plain(self, obj: Any) -> Obj:
+        if isinstance(obj, dict):
+            return obj
+        return self.api.sanitize_for_serialization(obj)  # type: ignore[no-any-return,no-untyped-call]
+
+    def _ops(self, manifest: Mapping[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """(create, read) callables for a manifest's kind."""
+        api_version, kind = manifest["apiVersion"], manifest["kind"]
+        if api_version == API_VERSION or api_version.startswith("monitoring.coreos.com/"):
+            group, version = api_version.split("/")
+            plural = kind.lower() + "s"
+
+            def create(namespace: str, body: Obj) -> Any:
+                return self.custom.create_namespaced_custom_object(
+                    group, version, namespace, plural, body, field_manager=FIELD_MANAGER
+                )
+
+            def read(name: str, namespace: str) -> Any:
+                return self.custom.get_namespaced_custom_object(
+                    group, version, namespace, plural, name
+                )
+
+            return create, read
+        table: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {
+            ("batch/v1", "Job"): (self.batch.create_namespaced_job, self.batch.read_namespaced_job),
+            ("apps/v1", "Deployment"): (
+                self.apps.create_namespaced_deployment,
+                self.apps.read_namespaced_deployment,
+            ),
+            ("v1", "Service"): (
+                self.core.create_namespaced_service,
+                self.core.read_namespaced_service,
+            ),
+        }
+        return table[(api_version, kind)]
+
+    def create(self, manifest: Obj) -> tuple[Obj, bool]:
+        """Create ``manifest``; (object, created). AlreadyExists is success."""
+        create, read = self._ops(manifest)
+        meta = manifest["metadata"]
+        try:
+            return self._plain(create(namespace=meta["namespace"], body=manifest)), True
+        except ApiException as error:
+            if error.status != 409:
+                raise
+        return self._plain(read(name=meta["name"], namespace=meta["namespace"])), False
+
+    def apply(self, manifest: Obj) -> Obj:
+        """Server-side apply: idempotent, touches only the fields we own."""
+        api_version, kind = manifest["apiVersion"], manifest["kind"]
+        meta = manifest["metadata"]
+        kwargs = {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "body": manifest,
+            "field_manager": FIELD_MANAGER,
+            "force": True,
+            "_content_type": "application/apply-patch+yaml",
+        }
+        if (api_version, kind) == ("apps/v1", "Deployment"):
+            return self._plain(self.apps.patch_namespaced_deployment(**kwargs))
+        if (api_version, kind) == ("v1", "Service"):
+            return self._plain(self.core.patch_namespaced_service(**kwargs))
+        group, version = api_version.split("/")
+        return self._plain(
+            self.custom.patch_namespaced_custom_object(
+                group,
+                version,
+                meta["namespace"],
+                kind.lower() + "s",
+                meta["name"],
+                manifest,
+                field_manager=FIELD_MANAGER,
+                force=True,
+                _content_type="application/apply-patch+yaml",
+            )
+        )
+
+    # ----------------------------------------------------------- custom kinds
+
+    def get(self, kind: KindInfo, namespace: str, name: str) -> Obj | None:
+        try:
+            return self._plain(
+                self.custom.get_namespaced_custom_object(
+                    GROUP, VERSION, namespace, kind.plural, name
+                )
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list(self, kind: KindInfo, namespace: str, selector: str = "") -> builtins.list[Obj]:
+        result = self.custom.list_namespaced_custom_object(
+            GROUP, VERSION, namespace, kind.plural, label_selector=selector
+        )
+        return list(self._plain(result).get("items", []))
+
+    def patch_status(self, kind: KindInfo, namespace: str, name: str, patch: Obj) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP,
+            VERSION,
+            namespace,
+            kind.plural,
+            name,
+            {"status": patch},
+            field_manager=FIELD_MANAGER,
+        )
+
+    # --------------------------------------------------------------- builtins
+
+    def get_job(self, namespace: str, name: str) -> Obj | None:
+        try:
+            return self._plain(self.batch.read_namespaced_job(name, namespace))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def list_pods(self, namespace: str, selector: str) -> builtins.list[Obj]:
+        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
+        return list(self._plain(pods).get("items", []))
+
+    def get_deployment(self, namespace: str, name: str) -> Obj | None:
+        try:
+            return self._plain(self.apps.read_namespaced_deployment(name, namespace))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def pvc_exists(self, namespace: str, name: str) -> bool:
+        try:
+            self.core.read_namespaced_persistent_volume_claim(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def secret_value(self, namespace: str, name: str, key: str) -> str | None:
+        import base64
+
+        try:
+            secret = self.core.read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        data = (secret.data or {}).get(key)
+        return base64.b64decode(data).decode() if data else None
+
+    def crd_exists(self, name: str) -> bool:
+        try:
+            self.extensions.read_custom_resource_definition(name)
+        except ApiException as error:
+            if error.status in (403, 404):
+                return False
+            raise
+        return True

@@ -1,0 +1,103 @@
+"""Dataset: validate, digest and profile the data in a Job; track versions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import ValidationError
+
+from driftloop import builders, conditions, naming, policies
+from driftloop.api import DatasetPhase, DatasetSpec, parse_duration
+from driftloop_runtime import contract
+
+from ._outcome import Context, Event, Obj, Outcome, StatusWriter, owner_of
+
+HISTORY_LIMIT = 10
+
+
+def refresh_window(spec: DatasetSpec, created: str, now: datetime) -> int:
+    """Index of the current refresh window (0 when the Dataset never refreshes)."""
+    if not spec.refresh_interval:
+        return 0
+    start = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    interval = parse_duration(spec.refresh_interval).total_seconds()
+    return max(0, int((now - start).total_seconds() // max(interval, 1.0)))
+
+
+def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status = StatusWriter(body, ctx.now_text)
+    try:
+        spec = DatasetSpec.model_validate(body["spec"])
+    except ValidationError as error:
+        status.fields["phase"] = DatasetPhase.failed
+        status.ready(False, "InvalidSpec", str(error))
+        return status.outcome(phase=DatasetPhase.failed)
+    if not ctx.kube.pvc_exists(namespace, ctx.config.artifact_pvc):
+        status.fields["phase"] = DatasetPhase.pending
+        status.ready(
+            False,
+            "ArtifactStoreMissing",
+            f"PersistentVolumeClaim {ctx.config.artifact_pvc!r} not found in {namespace}",
+        )
+        return status.outcome(phase=DatasetPhase.pending)
+
+    generation = status.generation
+    refresh = refresh_window(spec, meta["creationTimestamp"], ctx.now)
+    job_name = naming.profile_job(name, generation, refresh)
+    events: list[Event] = []
+    job = ctx.kube.get_job(namespace, job_name)
+    if job is None:
+        manifest = builders.profile_job(owner_of(body), spec, generation, refresh, ctx.config)
+        job, created = ctx.kube.create(manifest)
+        if created:
+            events.append(Event("Normal", "Profiling", f"started Job {job_name}"))
+    outcome = policies.job_outcome(job)
+    previous = status.current
+    has_version = bool(previous.get("version")) and previous.get("observedGeneration") == generation
+
+    if not outcome.finished:
+        if has_version:  # a refresh is running; the current version stays valid
+            status.fields["phase"] = DatasetPhase.ready
+            return status.outcome(events, DatasetPhase.ready)
+        status.fields["phase"] = DatasetPhase.validating
+        status.ready(False, "Validating", f"Job {job_name} is validating and profiling the data")
+        return status.outcome(events, DatasetPhase.validating)
+
+    pods = ctx.kube.list_pods(namespace, f"job-name={job_name}")
+    result = policies.parse_profile_result(
+        policies.termination_message(pods, contract.COMMAND_PROFILE)
+    )
+    if outcome.succeeded and result is not None and result.ok:
+        digest = result.digest or ""
+        # The Job's completion time, not "now": re-reconciling changes nothing.
+        finished = (job.get("status") or {}).get("completionTime") or ctx.now_text
+        history = list(previous.get("history") or [])
+        if not history or history[0].get("digest") != digest:
+            history.insert(
+                0, {"digest": digest, "rows": result.rows or 0, "observedTime": finished}
+            )
+            if previous.get("version") and previous.get("version") != digest:
+                events.append(Event("Normal", "NewVersion", f"dataset content changed: {digest}"))
+        status.fields.update(
+            phase=DatasetPhase.ready,
+            version=digest,
+            rows=result.rows,
+            columns=result.columns,
+            profileUri=result.profile_uri,
+            lastRefreshTime=finished,
+            history=history[:HISTORY_LIMIT],
+        )
+        status.ready(True, "Validated", f"{result.rows} rows, {result.columns} columns, {digest}")
+        if not conditions.is_true(previous):
+            events.append(Event("Normal", "Validated", f"{result.rows} rows, version {digest}"))
+        return status.outcome(events, DatasetPhase.ready)
+
+    reason = (result.reason if result and result.reason else None) or outcome.reason
+    message = policies.failure_text(result, outcome.message or f"Job {job_name} failed")
+    status.fields["phase"] = DatasetPhase.failed
+    status.ready(False, reason, message)
+    if conditions.is_true(previous) or previous.get("phase") != DatasetPhase.failed:
+        events.append(Event("Warning", reason, message))
+    return status.outcome(events, DatasetPhase.failed)

@@ -1,0 +1,223 @@
+"""Deployment: resolve the model version, serve it, promote or roll back."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from driftloop import builders, naming, policies
+from driftloop.api import MODEL_VERSION, DeploymentSpec, parse_duration
+from driftloop.builders import Owner
+from driftloop.builders.common import spec_hash
+from driftloop.builders.serving import ServedVersion, service_url
+
+from ._outcome import Context, Event, Obj, Outcome, StatusWriter, owner_of
+from .drift import evaluate_retraining
+
+SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
+_crd_cache: dict[str, tuple[float, bool]] = {}
+
+
+def _has_crd(ctx: Context, name: str, ttl: float = 300.0) -> bool:
+    cached = _crd_cache.get(name)
+    if cached is None or time.monotonic() - cached[0] > ttl:
+        cached = (time.monotonic(), ctx.kube.crd_exists(name))
+        _crd_cache[name] = cached
+    return cached[1]
+
+
+def reject(ctx: Context, mv: Obj, reason: str, message: str) -> None:
+    """Record in the ModelVersion's status (operator-owned) that it must not be served."""
+    meta = mv["metadata"]
+    ctx.kube.patch_status(
+        MODEL_VERSION,
+        meta["namespace"],
+        meta["name"],
+        {"approval": "rejected", "approvalReason": reason},
+    )
+    mv.setdefault("status", {}).update(approval="rejected", approvalReason=reason)  # type: ignore[attr-defined]
+
+
+def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
+    meta = body["metadata"]
+    namespace = meta["namespace"]
+    status = StatusWriter(body, ctx.now_text)
+    current = status.current
+    try:
+        spec = DeploymentSpec.model_validate(body["spec"])
+    except ValidationError as error:
+        status.ready(False, "InvalidSpec", str(error))
+        return status.outcome(phase="Failed")
+    owner = owner_of(body)
+    events: list[Event] = []
+
+    versions = ctx.kube.list(MODEL_VERSION, namespace, f"{naming.LABEL_MODEL}={spec.model.name}")
+    by_number = {int(mv["spec"]["version"]): mv for mv in versions}
+    serving_number: int | None = current.get("servingVersion")
+    serving = by_number.get(serving_number) if serving_number is not None else None
+
+    target = policies.resolve_version(spec.model, versions)
+    if target is not None and serving is not None and target is not serving:
+        target = _gate(ctx, spec, target, serving, status, events)
+    if target is None:
+        if spec.model.version is not None:
+            reason = "ModelVersionNotFound"
+            pinned = naming.model_version(spec.model.name, spec.model.version)
+            message = f"ModelVersion {pinned} not found"
+        else:
+            reason = "NoApprovedVersion"
+            message = (
+                f"model {spec.model.name!r} has no {spec.model.channel or 'latestApproved'} version"
+            )
+        if serving is None:
+            status.ready(False, reason, message)
+            return status.outcome(events, phase="Pending")
+        status.condition("ModelResolved", False, reason, message)
+        target = serving  # keep serving what works
+    else:
+        status.condition("ModelResolved", True, "Resolved", f"{target['metadata']['name']}")
+
+    served = ServedVersion(
+        name=target["metadata"]["name"],
+        model=spec.model.name,
+        version=int(target["spec"]["version"]),
+        artifact_uri=target["spec"]["artifact"]["uri"],
+        sha256=target["spec"]["artifact"]["sha256"],
+    )
+    predictor = _ensure_predictor(ctx, owner, spec, served)
+    rollout = policies.rollout_state(predictor, spec.replicas)
+    status.fields.update(
+        url=service_url(owner, spec.model.name),
+        replicas=spec.replicas,
+        readyReplicas=rollout.ready_replicas,
+        desiredVersion=served.version,
+    )
+
+    if served.version == serving_number:
+        status.fields["rolloutStarted"] = None
+        if rollout.complete:
+            status.ready(True, "Serving", f"serving {served.name}")
+        else:
+            status.ready(
+                False, "Scaling", f"{rollout.ready_replicas}/{spec.replicas} replicas ready"
+            )
+    else:
+        _track_rollout(ctx, owner, spec, target, served, serving, rollout, status, events)
+
+    if spec.retraining is not None and spec.retraining.enabled:
+        evaluate_retraining(ctx, body, spec, status, events)
+    serving_now = status.fields.get("servingVersion", serving_number)
+    return status.outcome(events, phase="Serving" if serving_now else "Pending")
+
+
+def _gate(
+    ctx: Context,
+    spec: DeploymentSpec,
+    target: Obj,
+    serving: Obj,
+    status: StatusWriter,
+    events: list[Event],
+) -> Obj | None:
+    """Apply the promotion policy to a newer version; returns what to serve."""
+    approval = target.get("status") or {}
+    if approval.get("approvalReason") == "RolloutFailed":
+        return serving
+    if spec.model.version is not None:
+        return target  # pinned by the user: no policy
+    decision = policies.promotion_decision(spec.promotion, target, serving)
+    if decision.promote:
+        return target
+    status.condition("Promoted", False, decision.reason, decision.message)
+    if decision.reason == "PromotionPolicy":
+        reject(ctx, target, "PromotionPolicy", decision.message)
+        events.append(Event("Warning", "PromotionRejected", decision.message))
+        # The channel may now resolve to another candidate; it is gated next time.
+    return serving
+
+
+def _ensure_predictor(
+    ctx: Context, owner: Owner, spec: DeploymentSpec, served: ServedVersion
+) -> dict[str, Any] | None:
+    manifest = builders.predictor_deployment(owner, spec, served, ctx.config)
+    digest = spec_hash(manifest)
+    manifest["metadata"]["annotations"] = {naming.ANNOTATION_SPEC_HASH: digest}
+    existing = ctx.kube.get_deployment(owner.namespace, manifest["metadata"]["name"])
+    current = ((existing or {}).get("metadata") or {}).get("annotations") or {}
+    if existing is None or current.get(naming.ANNOTATION_SPEC_HASH) != digest:
+        existing = ctx.kube.apply(manifest)
+        ctx.kube.create(builders.predictor_service(owner))
+        if _has_crd(ctx, SERVICE_MONITOR_CRD):
+            ctx.kube.create(builders.service_monitor(owner))
+    return existing
+
+
+def _track_rollout(
+    ctx: Context,
+    owner: Owner,
+    spec: DeploymentSpec,
+    target: Obj,
+    served: ServedVersion,
+    serving: Obj | None,
+    rollout: policies.RolloutState,
+    status: StatusWriter,
+    events: list[Event],
+) -> None:
+    current = status.current
+    started = (
+        current.get("rolloutStarted") if current.get("desiredVersion") == served.version else None
+    )
+    started = started or ctx.now_text
+    status.fields["rolloutStarted"] = started
+    if rollout.complete:
+        previous = current.get("servingVersion")
+        status.fields.update(
+            servingVersion=served.version,
+            servingModelVersion=served.name,
+            previousVersion=previous,
+            rolloutStarted=None,
+        )
+        status.condition("Promoted", True, "RolledOut", f"now serving {served.name}")
+        status.ready(True, "Serving", f"serving {served.name}")
+        what = (
+            f"version {previous} -> {served.version}" if previous else f"version {served.version}"
+        )
+        events.append(Event("Normal", "Promoted", f"serving {served.name} ({what})"))
+        return
+    elapsed = (ctx.now - _parse_time(started)).total_seconds()
+    deadline = parse_duration(spec.promotion.rollout_deadline).total_seconds()
+    if elapsed > deadline:
+        message = f"{served.name} not ready after {spec.promotion.rollout_deadline}; " + (
+            f"rolling back to version {current.get('servingVersion')}"
+            if serving
+            else "no previous version"
+        )
+        reject(ctx, target, "RolloutFailed", message)
+        status.condition("Promoted", False, "RolloutFailed", message)
+        events.append(Event("Warning", "RolledBack", message))
+        if serving is not None:
+            old = ServedVersion(
+                name=serving["metadata"]["name"],
+                model=spec.model.name,
+                version=int(serving["spec"]["version"]),
+                artifact_uri=serving["spec"]["artifact"]["uri"],
+                sha256=serving["spec"]["artifact"]["sha256"],
+            )
+            _ensure_predictor(ctx, owner, spec, old)
+            status.fields.update(desiredVersion=old.version, rolloutStarted=None)
+            status.ready(True, "RolledBack", message)
+        else:
+            status.ready(False, "RolloutFailed", message)
+        return
+    what = f"rolling out {served.name}: {rollout.ready_replicas}/{spec.replicas} ready"
+    if serving is None:
+        status.ready(False, "RollingOut", what)
+    else:
+        status.condition("Promoted", "Unknown", "RollingOut", what)
+        status.ready(True, "Serving", f"serving version {current.get('servingVersion')}; {what}")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))

@@ -1,0 +1,135 @@
+"""TrainingRun: run the training Job, then register the ModelVersion it produced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from driftloop import builders, conditions, naming, policies
+from driftloop.api import DATASET, MODEL_VERSION, DatasetSpec, TrainingRunPhase, TrainingRunSpec
+from driftloop.builders import Owner
+from driftloop_runtime import contract
+
+from ._outcome import Context, Event, Obj, Outcome, StatusWriter, owner_of
+
+TERMINAL = {TrainingRunPhase.succeeded, TrainingRunPhase.failed}
+#: Attempts at claiming a version number when runs of one model finish together.
+_VERSION_CLAIM_ATTEMPTS = 20
+
+
+def reconcile_training_run(ctx: Context, body: Obj) -> Outcome:
+    meta = body["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    status = StatusWriter(body, ctx.now_text)
+    previous = status.current
+    if previous.get("phase") in TERMINAL:
+        return Outcome(phase=previous["phase"])  # a finished attempt never changes
+    try:
+        spec = TrainingRunSpec.model_validate(body["spec"])
+    except ValidationError as error:
+        return _failed(status, "InvalidSpec", str(error), [])
+
+    owner = owner_of(body)
+    job_name = naming.training_job(name)
+    status.fields["jobName"] = job_name
+    events: list[Event] = []
+    job = ctx.kube.get_job(namespace, job_name)
+    if job is None:
+        dataset = ctx.kube.get(DATASET, namespace, spec.dataset_ref.name)
+        waiting = _dataset_not_ready(dataset, spec.dataset_ref.name)
+        if waiting is not None:
+            status.fields["phase"] = TrainingRunPhase.pending
+            status.ready(False, *waiting)
+            return status.outcome(phase=TrainingRunPhase.pending)
+        assert dataset is not None
+        dataset_spec = DatasetSpec.model_validate(dataset["spec"])
+        job, created = ctx.kube.create(builders.training_job(owner, spec, dataset_spec, ctx.config))
+        if created:
+            events.append(Event("Normal", "JobCreated", f"created training Job {job_name}"))
+
+    job_status = job.get("status") or {}
+    status.fields["startTime"] = job_status.get("startTime")
+    outcome = policies.job_outcome(job)
+    if not outcome.finished:
+        status.fields["phase"] = TrainingRunPhase.running
+        status.ready(False, "Training", f"Job {job_name} is running")
+        return status.outcome(events, TrainingRunPhase.running)
+
+    status.fields["completionTime"] = job_status.get("completionTime")
+    pods = ctx.kube.list_pods(namespace, f"job-name={job_name}")
+    result = policies.parse_train_result(policies.termination_message(pods, contract.COMMAND_TRAIN))
+    if not outcome.succeeded or result is None or not result.ok:
+        reason = (result.reason if result and result.reason else None) or outcome.reason
+        if outcome.succeeded:
+            reason = "ResultUnreadable"
+        message = policies.failure_text(result, outcome.message or f"Job {job_name} failed")
+        return _failed(status, reason, message, events)
+
+    image = spec.image or ctx.config.runtime_image
+    mv = claim_model_version(ctx, owner, spec, result, image)
+    mv_name = mv["metadata"]["name"]
+    status.fields.update(
+        phase=TrainingRunPhase.succeeded,
+        datasetDigest=result.dataset_digest,
+        metrics=result.metrics,
+        modelVersion=mv_name,
+    )
+    gates = (
+        "passed"
+        if result.gates_passed in (None, True)
+        else ("failed: " + ", ".join(result.failed_gates))
+    )
+    status.ready(True, "Succeeded", f"registered {mv_name}; evaluation gates {gates}")
+    events.append(Event("Normal", "Trained", f"registered {mv_name} ({_metrics_text(result)})"))
+    return status.outcome(events, TrainingRunPhase.succeeded)
+
+
+def _dataset_not_ready(dataset: Obj | None, name: str) -> tuple[str, str] | None:
+    if dataset is None:
+        return "DatasetNotFound", f"Dataset {name!r} does not exist"
+    ds_status = dataset.get("status") or {}
+    if not conditions.is_true(ds_status):
+        ready = conditions.get_condition(ds_status, conditions.READY) or {}
+        why = ready.get("reason", "Pending")
+        return (
+            "DatasetNotReady",
+            f"Dataset {name!r} is not ready ({why}: {ready.get('message', '')})",
+        )
+    return None
+
+
+def _failed(status: StatusWriter, reason: str, message: str, events: list[Event]) -> Outcome:
+    status.fields.update(
+        phase=TrainingRunPhase.failed, failureReason=reason, failureMessage=message[:4096]
+    )
+    status.ready(False, reason, message)
+    events.append(Event("Warning", reason, message))
+    return status.outcome(events, TrainingRunPhase.failed)
+
+
+def _metrics_text(result: contract.TrainResult) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
+
+
+def claim_model_version(
+    ctx: Context, run: Owner, spec: TrainingRunSpec, result: contract.TrainResult, image: str
+) -> dict[str, Any]:
+    """Register the run's ModelVersion exactly once, with the next free number.
+
+    A restarted operator finds the one it made by the run's uid label.  Two runs
+    finishing together both try ``<model>-v<N>``: the API server lets one create
+    it, the other gets AlreadyExists and tries N+1.
+    """
+    mine = ctx.kube.list(MODEL_VERSION, run.namespace, f"{naming.LABEL_TRAINING_RUN_UID}={run.uid}")
+    if mine:
+        return dict(mine[0])
+    for _ in range(_VERSION_CLAIM_ATTEMPTS):
+        versions = ctx.kube.list(MODEL_VERSION, run.namespace, f"{naming.LABEL_MODEL}={spec.model}")
+        number = policies.next_version(versions)
+        obj, created = ctx.kube.create(builders.model_version(run, spec, result, number, image))
+        labels = obj["metadata"].get("labels") or {}
+        if created or labels.get(naming.LABEL_TRAINING_RUN_UID) == run.uid:
+            return obj
+    raise kopf.TemporaryError("could not claim a model version number", delay=1)

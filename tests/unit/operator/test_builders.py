@@ -1,0 +1,167 @@
+"""Builders produce the expected child objects (golden YAML) and honour the contracts."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from driftloop import builders, naming
+from driftloop.api import DatasetSpec, DeploymentSpec, TrainingRunSpec
+from driftloop.builders.serving import ServedVersion
+from driftloop.config import OperatorConfig
+from driftloop_runtime import contract
+
+from .conftest import Golden
+
+CONFIG = OperatorConfig(runtime_image="driftloop/runtime:test", artifact_pvc="artifacts")
+RUN = builders.Owner("TrainingRun", "iris-rf-1", "ml", "0f8e2a6c-1111-2222-3333-444455556666")
+DEP = builders.Owner("Deployment", "iris", "ml", "9a9a9a9a-1111-2222-3333-444455556666")
+DATASET = DatasetSpec.model_validate(
+    {
+        "source": "/artifacts/data/iris.csv",
+        "features": [{"name": "sepal_length"}, {"name": "petal_width"}],
+        "target": "species",
+        "refreshInterval": "1h",
+    }
+)
+RUN_SPEC = TrainingRunSpec.model_validate(
+    {
+        "model": "iris",
+        "datasetRef": {"name": "iris"},
+        "estimator": {"type": "RandomForestClassifier", "hyperparameters": {"n_estimators": 10}},
+        "evaluation": {"minScores": {"accuracy": 0.8}},
+        "resources": {"limits": {"cpu": 1, "memory": "1Gi"}},
+    }
+)
+DEPLOY_SPEC = DeploymentSpec.model_validate(
+    {"model": {"name": "iris"}, "replicas": 2, "monitoring": {"method": "ks"}}
+)
+SERVED = ServedVersion("iris-v3", "iris", 3, "file:///artifacts/models/iris/run-1", "ab" * 32)
+
+
+def _container(manifest: dict[str, Any]) -> dict[str, Any]:
+    return manifest["spec"]["template"]["spec"]["containers"][0]  # type: ignore[no-any-return]
+
+
+def _env(manifest: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in _container(manifest)["env"]}
+
+
+def test_training_job_golden(golden: Golden) -> None:
+    golden.check("training-job", builders.training_job(RUN, RUN_SPEC, DATASET, CONFIG))
+
+
+def test_training_job_request_is_a_valid_train_request() -> None:
+    job = builders.training_job(RUN, RUN_SPEC, DATASET, CONFIG)
+    request = contract.TrainRequest.model_validate_json(_env(job)[contract.ENV_REQUEST])
+    assert request.estimator == "RandomForestClassifier"
+    assert request.hyperparameters == {"n_estimators": 10}
+    assert request.output_dir == "/artifacts/models/iris/iris-rf-1-0f8e2a6c"
+    assert request.dataset.source == DATASET.source
+    assert request.evaluation.min_scores == {"accuracy": 0.8}
+
+
+def test_training_job_is_owned_and_deterministic() -> None:
+    job = builders.training_job(RUN, RUN_SPEC, DATASET, CONFIG)
+    assert job["metadata"]["name"] == "iris-rf-1-train"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == RUN.uid
+    assert job["metadata"]["labels"][naming.LABEL_MANAGED_BY] == "driftloop"
+    assert job == builders.training_job(RUN, RUN_SPEC, DATASET, CONFIG)
+    assert job["spec"]["backoffLimit"] == 1
+    assert job["spec"]["activeDeadlineSeconds"] == 3600
+
+
+def test_image_override() -> None:
+    spec = RUN_SPEC.model_copy(update={"image": "registry.example/runtime:1"})
+    assert _container(builders.training_job(RUN, spec, DATASET, CONFIG))["image"] == (
+        "registry.example/runtime:1"
+    )
+
+
+def test_profile_job_golden(golden: Golden) -> None:
+    owner = builders.Owner("Dataset", "iris", "ml", "d5d5d5d5-0000-0000-0000-000000000000")
+    job = builders.profile_job(owner, DATASET, generation=2, refresh=5, config=CONFIG)
+    golden.check("profile-job", job)
+    request = contract.ProfileRequest.model_validate_json(_env(job)[contract.ENV_REQUEST])
+    assert "refreshInterval" not in request.dataset.model_dump(by_alias=True)
+    assert job["metadata"]["name"] == "iris-profile-g2-r5"
+
+
+def test_predictor_golden(golden: Golden) -> None:
+    golden.check(
+        "predictor-deployment", builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, CONFIG)
+    )
+    golden.check("predictor-service", builders.predictor_service(DEP))
+    golden.check("service-monitor", builders.service_monitor(DEP))
+
+
+def test_predictor_rolls_with_zero_unavailable() -> None:
+    deployment = builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, CONFIG)
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    # The selector must not mention the version, or a new version could not roll.
+    assert naming.LABEL_MODEL_VERSION not in deployment["spec"]["selector"]["matchLabels"]
+    env = _env(deployment)
+    assert env[contract.ENV_ARTIFACT_SHA256] == SERVED.sha256
+    assert env[contract.ENV_DRIFT_METHOD] == "ks"
+    probe = _container(deployment)["readinessProbe"]["httpGet"]
+    assert probe["path"] == contract.PATH_READY
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        builders.training_job(RUN, RUN_SPEC, DATASET, CONFIG),
+        builders.profile_job(builders.Owner("Dataset", "d", "ml", "u" * 36), DATASET, 1, 0, CONFIG),
+        builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, CONFIG),
+    ],
+    ids=["training", "profiling", "serving"],
+)
+def test_pods_meet_pod_security_restricted(manifest: dict[str, Any]) -> None:
+    pod = manifest["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for volume in pod["volumes"]:
+        assert set(volume) & {"persistentVolumeClaim", "emptyDir"}, "restricted volume types only"
+    for container in pod["containers"]:
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False
+        assert sc["capabilities"] == {"drop": ["ALL"]}
+        assert sc["readOnlyRootFilesystem"] is True
+        assert "privileged" not in sc
+
+
+def test_model_version_has_no_owner_and_records_lineage() -> None:
+    result = contract.TrainResult(
+        ok=True,
+        artifact_uri="file:///artifacts/models/iris/x",
+        sha256="cd" * 32,
+        dataset_digest="sha256:" + "ef" * 32,
+        task=contract.Task.classification,
+        metrics={"accuracy": 0.95},
+        gates_passed=True,
+    )
+    mv = builders.model_version(RUN, RUN_SPEC, result, 4, "driftloop/runtime:test")
+    assert mv["metadata"]["name"] == "iris-v4"
+    assert "ownerReferences" not in mv["metadata"]
+    assert mv["metadata"]["labels"][naming.LABEL_TRAINING_RUN_UID] == RUN.uid
+    assert mv["spec"]["lineage"]["trainingRun"] == "iris-rf-1"
+    assert mv["spec"]["artifact"]["format"] == "skops"
+    assert json.loads(json.dumps(mv)) == mv
+
+
+def test_retraining_run_name_is_per_window() -> None:
+    assert DEPLOY_SPEC.retraining is None
+    template = RUN_SPEC  # a TrainingRunSpec is a template plus a model
+    run = builders.retraining_run(DEP, "iris", template, "drift", 1234)
+    assert run["metadata"]["name"] == "iris-drift-1234"
+    assert run["spec"]["model"] == "iris"
+    assert run["metadata"]["ownerReferences"][0]["kind"] == "Deployment"
+
+
+@pytest.mark.parametrize("parent", ["a", "x" * 63])
+def test_child_names_fit_a_label(parent: str) -> None:
+    name = naming.child_name(parent, "profile-g12-r345")
+    assert len(name) <= 63
+    assert name == naming.child_name(parent, "profile-g12-r345")
