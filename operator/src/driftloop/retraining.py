@@ -13,13 +13,14 @@ from driftloop_runtime import contract
 DEFAULT_TRIGGER = "drift"
 
 
-def default_query(deployment: str, method: str, version: int | None) -> str:
+def default_query(namespace: str, deployment: str, method: str, version: int | None) -> str:
     """Max drift over this Deployment's features, for its serving version only.
 
     Filtering on the version keeps old pods' last readings from re-triggering
-    retraining after a promotion.
+    retraining after a promotion.  ``namespace`` is the target label Prometheus
+    Operator (and hack/prometheus.sh) attach to every scraped pod.
     """
-    selector = f'deployment="{deployment}",method="{method}"'
+    selector = f'namespace="{namespace}",deployment="{deployment}",method="{method}"'
     if version is not None:
         selector += f',version="{version}"'
     return f"max({contract.METRIC_FEATURE_DRIFT}{{{selector}}})"

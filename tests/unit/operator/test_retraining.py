@@ -23,8 +23,8 @@ def _text(t: datetime) -> str:
 
 
 def test_default_query_filters_deployment_method_and_version() -> None:
-    assert retraining.default_query("iris", "psi", 3) == (
-        'max(driftloop_feature_drift_score{deployment="iris",method="psi",version="3"})'
+    assert retraining.default_query("ml", "iris", "psi", 3) == (
+        'max(driftloop_feature_drift_score{namespace="ml",deployment="iris",method="psi",version="3"})'
     )
 
 

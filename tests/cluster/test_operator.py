@@ -1,0 +1,273 @@
+"""The operator against a real cluster: real Jobs, real pods, real HTTP.
+
+The operator runs as a subprocess (``python -m driftloop``) watching the test
+namespace; training and serving run the runtime image on the real kubelet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.cluster import Kubectl, wait_for
+from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
+from tests.support.driftloop import (
+    GROUP,
+    PLURALS,
+    VERSION,
+    OperatorProcess,
+    condition,
+    get_cr,
+    wait_cr,
+)
+
+pytestmark = pytest.mark.cluster
+
+
+def _create(custom: Any, namespace: str, manifest: dict[str, Any]) -> None:
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURALS[manifest["kind"]], manifest
+    )
+
+
+def _ready(obj: dict[str, Any]) -> bool:
+    return (
+        condition(obj).get("status") == "True"
+        and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
+    )
+
+
+def _reason(reason: str) -> Any:
+    return lambda obj: condition(obj).get("reason") == reason
+
+
+def _predictor_pod_ip(kubectl: Kubectl, namespace: str, name: str) -> str:
+    pods = kubectl.json(
+        "get",
+        "pods",
+        "-n",
+        namespace,
+        "-l",
+        f"app.kubernetes.io/instance={name},app.kubernetes.io/component=predictor",
+    )
+    ready = [
+        p
+        for p in pods["items"]
+        if any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in p["status"].get("conditions", [])
+        )
+    ]
+    assert ready, "no ready predictor pod"
+    return ready[0]["status"]["podIP"]  # type: ignore[no-any-return]
+
+
+def test_happy_path_data_to_prediction(
+    operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str, stage: Any
+) -> None:
+    stage("data/iris.csv", iris_csv())
+    _create(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
+    dataset = wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)
+    assert dataset["status"]["rows"] == 150
+    assert dataset["status"]["columns"] == 5
+    assert dataset["status"]["version"].startswith("sha256:")
+
+    _create(custom, namespace, training_run_manifest("iris-1", "iris"))
+    run = wait_cr(
+        custom,
+        namespace,
+        "TrainingRun",
+        "iris-1",
+        lambda o: o.get("status", {}).get("phase") == "Succeeded",
+        timeout=600,
+    )
+    assert run["status"]["modelVersion"] == "iris-v1"
+    assert run["status"]["metrics"]["accuracy"] > 0.7
+    assert run["status"]["datasetDigest"] == dataset["status"]["version"]
+
+    mv = wait_cr(
+        custom,
+        namespace,
+        "ModelVersion",
+        "iris-v1",
+        lambda o: o.get("status", {}).get("approval") == "approved",
+    )
+    assert mv["spec"]["version"] == 1
+    assert mv["spec"]["lineage"]["trainingRun"] == "iris-1"
+    assert "ownerReferences" not in mv["metadata"]
+
+    _create(
+        custom,
+        namespace,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Deployment",
+            "metadata": {"name": "iris"},
+            "spec": {"model": {"name": "iris", "channel": "latestApproved"}},
+        },
+    )
+    deployment = wait_cr(
+        custom,
+        namespace,
+        "Deployment",
+        "iris",
+        lambda o: _ready(o) and o["status"].get("servingVersion") == 1,
+        timeout=300,
+    )
+    assert deployment["status"]["url"].endswith("/v2/models/iris")
+
+    pod_ip = _predictor_pod_ip(kubectl, namespace, "iris")
+    body = infer_request([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
+    response = requests.post(f"http://{pod_ip}:8080/v2/models/iris/infer", json=body, timeout=10)
+    assert response.status_code == 200, response.text
+    assert response.json()["outputs"][0]["data"] == ["setosa", "virginica"]
+    assert (
+        requests.post(
+            f"http://{pod_ip}:8080/v2/models/iris/infer", json={"inputs": 3}, timeout=10
+        ).status_code
+        == 400
+    )
+
+    # Deleting the Deployment CR garbage-collects the serving Deployment and Service.
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "deployments", "iris")
+    wait_for(
+        lambda: (
+            not kubectl(
+                "get",
+                "deployments.apps,services",
+                "-n",
+                namespace,
+                "-l",
+                "app.kubernetes.io/instance=iris",
+                "-o",
+                "name",
+            ).stdout.strip()
+        ),
+        timeout=120,
+        what="children garbage-collected",
+    )
+    # The registry entry outlives everything.
+    assert get_cr(custom, namespace, "ModelVersion", "iris-v1") is not None
+
+
+def test_failures_are_conditions_with_reasons(
+    operator: OperatorProcess, custom: Any, namespace: str, stage: Any
+) -> None:
+    # A run whose dataset does not exist waits, it does not crash-loop.
+    _create(custom, namespace, training_run_manifest("orphan", "missing"))
+    orphan = wait_cr(custom, namespace, "TrainingRun", "orphan", _reason("DatasetNotFound"))
+    assert orphan["status"]["phase"] == "Pending"
+
+    # Bad data fails the Dataset with the rule and column that failed.
+    stage("data/nulls.csv", iris_csv(nulls=30))
+    _create(
+        custom, namespace, dataset_manifest("nulls", "/artifacts/data/nulls.csv", maxNullRatio=0.05)
+    )
+    bad = wait_cr(custom, namespace, "Dataset", "nulls", _reason("ValidationFailed"), timeout=300)
+    assert "maxNullRatio" in condition(bad)["message"]
+    assert "sepal_length" in condition(bad)["message"]
+    waiting = training_run_manifest("on-bad-data", "nulls")
+    _create(custom, namespace, waiting)
+    wait_cr(custom, namespace, "TrainingRun", "on-bad-data", _reason("DatasetNotReady"))
+
+    # A pinned version that does not exist.
+    _create(
+        custom,
+        namespace,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Deployment",
+            "metadata": {"name": "pinned"},
+            "spec": {"model": {"name": "nothing", "version": 7}},
+        },
+    )
+    wait_cr(custom, namespace, "Deployment", "pinned", _reason("ModelVersionNotFound"))
+
+    # Hyperparameters the estimator does not take fail the run, once, with the reason.
+    stage("data/iris.csv", iris_csv())
+    _create(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
+    wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)
+    bad_params = training_run_manifest("bad-params", "iris")
+    bad_params["spec"]["estimator"]["hyperparameters"] = {"n_trees": 3}  # type: ignore[index]
+    _create(custom, namespace, bad_params)
+    failed = wait_cr(
+        custom,
+        namespace,
+        "TrainingRun",
+        "bad-params",
+        lambda o: o.get("status", {}).get("phase") == "Failed",
+        timeout=300,
+    )
+    assert failed["status"]["failureReason"] == "InvalidHyperparameters"
+    assert "n_trees" in failed["status"]["failureMessage"]
+
+
+def test_restart_mid_training_creates_no_duplicates(
+    operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str, stage: Any
+) -> None:
+    stage("data/iris.csv", iris_csv(repeat=20))
+    _create(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
+    wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)
+    _create(custom, namespace, training_run_manifest("iris-restart", "iris"))
+    wait_cr(
+        custom,
+        namespace,
+        "TrainingRun",
+        "iris-restart",
+        lambda o: o.get("status", {}).get("jobName") is not None,
+    )
+    operator.restart()
+    wait_cr(
+        custom,
+        namespace,
+        "TrainingRun",
+        "iris-restart",
+        lambda o: o.get("status", {}).get("phase") == "Succeeded",
+        timeout=600,
+    )
+    operator.restart()  # and once more after it finished: still nothing new
+    jobs = kubectl.json(
+        "get", "jobs", "-n", namespace, "-l", "driftloop.dev/training-run=iris-restart"
+    )
+    assert len(jobs["items"]) == 1
+    wait_for(
+        lambda: condition(get_cr(custom, namespace, "ModelVersion", "iris-v1")).get("status"),
+        timeout=60,
+    )
+    versions = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "modelversions")
+    assert [mv["metadata"]["name"] for mv in versions["items"]] == ["iris-v1"]
+
+
+def test_model_version_spec_is_immutable(
+    operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str
+) -> None:
+    manifest = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelVersion",
+        "metadata": {"name": "m-v1"},
+        "spec": {
+            "model": "m",
+            "version": 1,
+            "task": "classification",
+            "artifact": {"uri": "file:///artifacts/models/m/x", "sha256": "a" * 64},
+        },
+    }
+    _create(custom, namespace, manifest)
+    result = kubectl(
+        "patch",
+        "modelversions.driftloop.dev",
+        "m-v1",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec": {"version": 2}}',
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "spec is immutable" in result.stderr
+    # The operator approves it (gates passed by default) without touching spec.
+    mv = wait_cr(custom, namespace, "ModelVersion", "m-v1", _ready)
+    assert mv["metadata"]["generation"] == 1

@@ -1,0 +1,281 @@
+"""The whole loop: data -> train -> serve -> drift (real Prometheus) -> retrain -> promote.
+
+Plus the two ways a new version can fail: the promotion policy rejects it, or its
+pods never become ready and the operator rolls back to the last known good one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.cluster import Kubectl, wait_for
+from tests.support.data import dataset_manifest, iris_csv, training_run_manifest
+from tests.support.driftloop import (
+    GROUP,
+    PLURALS,
+    VERSION,
+    OperatorProcess,
+    condition,
+    get_cr,
+    wait_cr,
+)
+from tests.support.traffic import send
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
+API = f"{GROUP}/{VERSION}"
+
+
+def _create(custom: Any, namespace: str, manifest: dict[str, Any]) -> None:
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURALS[manifest["kind"]], manifest
+    )
+
+
+def _runs(custom: Any, namespace: str, deployment: str) -> list[dict[str, Any]]:
+    items = custom.list_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "trainingruns",
+        label_selector=f"driftloop.dev/deployment={deployment}",
+    )["items"]
+    return list(items)
+
+
+def _serving(version: int) -> Any:
+    def check(obj: dict[str, Any]) -> bool:
+        status = obj.get("status") or {}
+        return status.get("servingVersion") == version and condition(obj).get("status") == "True"
+
+    return check
+
+
+def _pod_url(kubectl: Kubectl, namespace: str, name: str, version: int) -> str:
+    def find() -> str | None:
+        pods = kubectl.json(
+            "get",
+            "pods",
+            "-n",
+            namespace,
+            "-l",
+            f"app.kubernetes.io/instance={name},driftloop.dev/model-version={version}",
+        )
+        for pod in pods["items"]:
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in pod["status"].get("conditions", [])
+            )
+            if ready and not pod["metadata"].get("deletionTimestamp"):
+                return f"http://{pod['status']['podIP']}:8080/v2/models/iris/infer"
+        return None
+
+    return wait_for(find, timeout=120, what=f"ready pod of version {version}")  # type: ignore[no-any-return]
+
+
+def _first_version(custom: Any, namespace: str, stage: Any) -> None:
+    stage("data/iris.csv", iris_csv())
+    _create(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
+    _create(custom, namespace, training_run_manifest("iris-1", "iris"))
+    wait_cr(
+        custom,
+        namespace,
+        "ModelVersion",
+        "iris-v1",
+        lambda o: (o.get("status") or {}).get("approval") == "approved",
+        timeout=600,
+    )
+
+
+def _deployment(prometheus: str, **retraining: Any) -> dict[str, Any]:
+    template = {k: v for k, v in training_run_manifest("x", "iris")["spec"].items() if k != "model"}  # type: ignore[union-attr]
+    return {
+        "apiVersion": API,
+        "kind": "Deployment",
+        "metadata": {"name": "iris"},
+        "spec": {
+            "model": {"name": "iris"},
+            "monitoring": {"method": "psi", "window": 200},
+            "retraining": {
+                "prometheus": {"address": prometheus},
+                "interval": "2s",
+                "cooldown": "30m",
+                "template": template,
+                **retraining,
+            },
+            "promotion": {"metric": "accuracy", "tolerance": 0.15, "rolloutDeadline": "2m"},
+        },
+    }
+
+
+def test_drift_retrains_and_promotes(
+    operator: OperatorProcess,
+    prometheus: str,
+    custom: Any,
+    kubectl: Kubectl,
+    namespace: str,
+    stage: Any,
+) -> None:
+    _first_version(custom, namespace, stage)
+    _create(
+        custom,
+        namespace,
+        _deployment(prometheus, triggers=[{"name": "drift", "threshold": 0.25, "for": "6s"}]),
+    )
+    wait_cr(custom, namespace, "Deployment", "iris", _serving(1), timeout=300)
+    url = _pod_url(kubectl, namespace, "iris", 1)
+
+    # Traffic like the training data: the drift score stays low, nothing retrains.
+    send(url, batches=60, shift=0.0)
+    observed = wait_cr(
+        custom,
+        namespace,
+        "Deployment",
+        "iris",
+        lambda o: any(d.get("value") is not None for d in o["status"].get("drift", [])),
+        timeout=120,
+        what="a drift reading from Prometheus",
+    )
+    reading = observed["status"]["drift"][0]
+    assert reading["value"] < 0.25, reading
+    time.sleep(8)  # longer than `for`: a low reading must not fire
+    assert _runs(custom, namespace, "iris") == []
+
+    # The world shifts: new data lands in the store and live inputs move with it.
+    stage("data/iris.csv", iris_csv(shift=2.5, seed=1))
+    started = time.monotonic()
+    run_names: list[str] = []
+    while not run_names and time.monotonic() - started < 180:
+        send(url, batches=20, shift=2.5)
+        run_names = [r["metadata"]["name"] for r in _runs(custom, namespace, "iris")]
+    assert len(run_names) == 1, "drift did not start a retraining run"
+    deployment = get_cr(custom, namespace, "Deployment", "iris")
+    assert deployment is not None
+    history = deployment["status"]["retrainHistory"]
+    assert history[0]["trainingRun"] == run_names[0]
+    assert history[0]["value"] > 0.25
+    assert condition(deployment, "Retraining")["reason"] == "DriftDetected"
+
+    # The retrained version passes the policy and replaces version 1 with no downtime.
+    promoted = wait_cr(custom, namespace, "Deployment", "iris", _serving(2), timeout=600)
+    assert promoted["status"]["previousVersion"] == 1
+    new_url = _pod_url(kubectl, namespace, "iris", 2)
+    answers = send(new_url, batches=5, shift=2.5)
+    assert {a["model_version"] for a in answers} == {"2"}
+    mv2 = get_cr(custom, namespace, "ModelVersion", "iris-v2")
+    assert mv2 is not None
+    assert mv2["spec"]["lineage"]["trainingRun"] == run_names[0]
+    assert (
+        mv2["spec"]["lineage"]["datasetDigest"]
+        != get_cr(custom, namespace, "ModelVersion", "iris-v1")["spec"]["lineage"]["datasetDigest"]
+    )  # type: ignore[index]
+
+    # Drift against the new version continues; the cooldown allows no second run.
+    send(new_url, batches=80, shift=5.0)
+    wait_cr(
+        custom,
+        namespace,
+        "Deployment",
+        "iris",
+        lambda o: condition(o, "Retraining").get("reason") == "Cooldown",
+        timeout=120,
+    )
+    assert len(_runs(custom, namespace, "iris")) == 1
+
+
+def test_promotion_policy_rejects_a_worse_model(
+    operator: OperatorProcess,
+    prometheus: str,
+    custom: Any,
+    namespace: str,
+    stage: Any,
+) -> None:
+    _first_version(custom, namespace, stage)
+    deployment = _deployment(
+        prometheus,
+        triggers=[{"name": "always", "query": "vector(1)", "threshold": 0.5, "for": "0s"}],
+    )
+    # A stump cannot match the forest's accuracy: the policy must reject it.
+    deployment["spec"]["retraining"]["template"]["estimator"] = {
+        "type": "DecisionTreeClassifier",
+        "hyperparameters": {"max_depth": 1},
+    }
+    deployment["spec"]["retraining"]["template"]["evaluation"] = {}
+    deployment["spec"]["promotion"]["tolerance"] = 0.0
+    _create(custom, namespace, deployment)
+    wait_cr(custom, namespace, "Deployment", "iris", _serving(1), timeout=300)
+    rejected = wait_cr(
+        custom,
+        namespace,
+        "ModelVersion",
+        "iris-v2",
+        lambda o: (o.get("status") or {}).get("approvalReason") == "PromotionPolicy",
+        timeout=600,
+    )
+    assert rejected["status"]["approval"] == "rejected"
+    still = wait_cr(
+        custom,
+        namespace,
+        "Deployment",
+        "iris",
+        lambda o: condition(o, "Promoted").get("reason") == "PromotionPolicy",
+    )
+    assert still["status"]["servingVersion"] == 1
+
+
+def test_unready_version_rolls_back(
+    operator: OperatorProcess,
+    prometheus: str,
+    custom: Any,
+    kubectl: Kubectl,
+    namespace: str,
+    stage: Any,
+) -> None:
+    _first_version(custom, namespace, stage)
+    deployment = _deployment(prometheus, enabled=False)
+    deployment["spec"]["promotion"]["rolloutDeadline"] = "20s"
+    _create(custom, namespace, deployment)
+    wait_cr(custom, namespace, "Deployment", "iris", _serving(1), timeout=300)
+    url = _pod_url(kubectl, namespace, "iris", 1)
+
+    # A version whose artifact does not match its digest: the server refuses to load it.
+    v1 = get_cr(custom, namespace, "ModelVersion", "iris-v1")
+    assert v1 is not None
+    corrupt = {
+        "apiVersion": API,
+        "kind": "ModelVersion",
+        "metadata": {"name": "iris-v2", "labels": {"driftloop.dev/model": "iris"}},
+        "spec": {
+            **v1["spec"],
+            "version": 2,
+            "artifact": {**v1["spec"]["artifact"], "sha256": "0" * 64},
+        },
+    }
+    _create(custom, namespace, corrupt)
+    rolled = wait_cr(
+        custom,
+        namespace,
+        "Deployment",
+        "iris",
+        lambda o: condition(o, "Promoted").get("reason") == "RolloutFailed",
+        timeout=300,
+    )
+    assert rolled["status"]["servingVersion"] == 1
+    assert "rolling back to version 1" in condition(rolled, "Promoted")["message"]
+    v2 = wait_cr(
+        custom,
+        namespace,
+        "ModelVersion",
+        "iris-v2",
+        lambda o: (o.get("status") or {}).get("approvalReason") == "RolloutFailed",
+    )
+    assert v2["status"]["approval"] == "rejected"
+    # Version 1 served throughout and still does.
+    answers = send(url, batches=3)
+    assert {a["model_version"] for a in answers} == {"1"}
+    wait_for(
+        lambda: requests.post(url, json={"inputs": []}, timeout=5).status_code == 400, timeout=30
+    )

@@ -1,0 +1,312 @@
+"""Fixtures for running driftloop itself on a real cluster.
+
+* ``crds``            (session) our CRDs applied and Established.
+* ``runtime_image``   (session) the runtime image name (built and loaded by ``make images``).
+* ``artifact_store``  (function) the ``driftloop-artifacts`` PVC in the test namespace: a
+                      dynamic claim where the cluster has a default StorageClass (kind),
+                      else a hostPath PersistentVolume on the embedded node.
+* ``stage``           (function) ``stage(path, text)`` writes a file into the artifact store
+                      through a ConfigMap and a Job, so it works on any cluster.
+* ``operator``        (function) the operator as a subprocess watching the test namespace;
+                      ``operator.restart()`` kills and starts it again.
+* ``custom``          (session) a ``CustomObjectsApi``; ``get_cr`` / ``wait_cr`` helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.cluster import REPO, STATE, VERSIONS, Kubectl, wait_for
+
+GROUP, VERSION = "driftloop.dev", "v1alpha1"
+PLURALS = {
+    "Dataset": "datasets",
+    "TrainingRun": "trainingruns",
+    "ModelVersion": "modelversions",
+    "Deployment": "deployments",
+}
+ARTIFACT_PVC = "driftloop-artifacts"
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Kubectl) -> None:
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    for plural in PLURALS.values():
+        kubectl("wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def runtime_image() -> str:
+    return os.environ.get("DRIFTLOOP_RUNTIME_IMAGE", VERSIONS["RUNTIME_IMAGE"])
+
+
+@pytest.fixture(scope="session")
+def custom(kube_api: Any) -> Any:
+    from kubernetes import client
+
+    return client.CustomObjectsApi(kube_api)
+
+
+def get_cr(custom: Any, namespace: str, kind: str, name: str) -> dict[str, Any] | None:
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return custom.get_namespaced_custom_object(  # type: ignore[no-any-return]
+            GROUP, VERSION, namespace, PLURALS[kind], name
+        )
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def condition(obj: dict[str, Any] | None, type_: str = "Ready") -> dict[str, Any]:
+    for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if cond.get("type") == type_:
+            return cond  # type: ignore[no-any-return]
+    return {}
+
+
+def wait_cr(
+    custom: Any,
+    namespace: str,
+    kind: str,
+    name: str,
+    predicate: Callable[[dict[str, Any]], bool],
+    timeout: float = 300,
+    what: str = "",
+) -> dict[str, Any]:
+    """Wait until the object exists and ``predicate(obj)`` holds; show its status on timeout."""
+    last: dict[str, Any] = {}
+
+    def check() -> dict[str, Any] | None:
+        nonlocal last
+        obj = get_cr(custom, namespace, kind, name)
+        last = obj or {}
+        return obj if obj is not None and predicate(obj) else None
+
+    try:
+        return wait_for(check, timeout=timeout, interval=1, what=what or f"{kind}/{name}")  # type: ignore[no-any-return]
+    except TimeoutError as error:
+        raise AssertionError(
+            f"{error}\nlast status of {kind}/{name}: {last.get('status')}"
+        ) from None
+
+
+@pytest.fixture
+def artifact_store(kube_api: Any, kubeconfig: str, namespace: str) -> Iterator[str]:
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_api)
+    storage = client.StorageV1Api(kube_api)
+    default_class = any(
+        (sc.metadata.annotations or {}).get("storageclass.kubernetes.io/is-default-class") == "true"
+        for sc in storage.list_storage_class().items
+    )
+    pv_name = None
+    claim: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": ARTIFACT_PVC},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+    }
+    host_dir = STATE / "volumes" / namespace
+    if not default_class:
+        # Embedded cluster: one node, so a hostPath volume is a real shared disk.
+        host_dir.mkdir(parents=True, exist_ok=True)
+        host_dir.chmod(0o777)  # pods run as 65532; hostPath ignores fsGroup
+        pv_name = f"{namespace}-artifacts"
+        core.create_persistent_volume(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {
+                    "name": pv_name,
+                    "labels": {"app.kubernetes.io/part-of": "driftloop-tests"},
+                },
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "",
+                    "hostPath": {"path": str(host_dir), "type": "Directory"},
+                    "claimRef": {"namespace": namespace, "name": ARTIFACT_PVC},
+                },
+            }
+        )
+        claim["spec"].update(storageClassName="", volumeName=pv_name)
+    core.create_namespaced_persistent_volume_claim(namespace, claim)
+    yield ARTIFACT_PVC
+    if pv_name:
+        with contextlib.suppress(client.ApiException):
+            core.delete_persistent_volume(pv_name)
+        shutil.rmtree(host_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def stage(
+    kube_api: Any, namespace: str, artifact_store: str, runtime_image: str
+) -> Callable[[str, str], None]:
+    """Write ``text`` to ``/artifacts/<path>`` from inside the cluster."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_api)
+    batch = client.BatchV1Api(kube_api)
+
+    def write(path: str, text: str) -> None:
+        name = f"stage-{uuid.uuid4().hex[:8]}"
+        core.create_namespaced_config_map(
+            namespace, {"metadata": {"name": name}, "data": {"file": text}}
+        )
+        target = f"/artifacts/{path.lstrip('/')}"
+        script = (
+            "import os,shutil,sys; t=sys.argv[1]; os.makedirs(os.path.dirname(t), exist_ok=True); "
+            "shutil.copyfile('/staging/file', t + '.tmp'); os.replace(t + '.tmp', t)"
+        )
+        sc = {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+        batch.create_namespaced_job(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "spec": {
+                    "backoffLimit": 0,
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "securityContext": {"fsGroup": 65532},
+                            "containers": [
+                                {
+                                    "name": "stage",
+                                    "image": runtime_image,
+                                    "imagePullPolicy": "IfNotPresent",
+                                    "command": ["python3", "-c", script, target],
+                                    "securityContext": sc,
+                                    "volumeMounts": [
+                                        {"name": "a", "mountPath": "/artifacts"},
+                                        {"name": "s", "mountPath": "/staging"},
+                                    ],
+                                }
+                            ],
+                            "volumes": [
+                                {
+                                    "name": "a",
+                                    "persistentVolumeClaim": {"claimName": artifact_store},
+                                },
+                                {"name": "s", "configMap": {"name": name}},
+                            ],
+                        }
+                    },
+                },
+            },
+        )
+
+        def done() -> bool:
+            status = batch.read_namespaced_job_status(name, namespace).status
+            if status.failed:
+                raise AssertionError(f"staging Job {name} failed")
+            return bool(status.succeeded)
+
+        wait_for(done, timeout=180, interval=1, what=f"staging {path}")
+
+    return write
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class OperatorProcess:
+    """The operator in a subprocess (as a developer runs it: ``python -m driftloop``)."""
+
+    def __init__(self, kubeconfig: str, namespace: str, image: str, log_dir: Path) -> None:
+        self.namespace = namespace
+        self.log_path = log_dir / f"operator-{namespace}.log"
+        self.metrics_port = _free_port()
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": kubeconfig,
+            "DRIFTLOOP_RUNTIME_IMAGE": image,
+            "DRIFTLOOP_IMAGE_PULL_POLICY": "IfNotPresent",
+            "DRIFTLOOP_ARTIFACT_PVC": ARTIFACT_PVC,
+            "DRIFTLOOP_POLL_INTERVAL": "2",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, **extra_env: str) -> None:
+        self.env.update(extra_env)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "driftloop",
+                "--namespace",
+                self.namespace,
+                "--metrics-port",
+                str(self.metrics_port),
+                "--liveness",
+                "",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop(signal.SIGKILL)  # as a crash would: no graceful cleanup
+        self.start()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def operator(
+    kubeconfig: str,
+    namespace: str,
+    crds: None,
+    artifact_store: str,
+    runtime_image: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(
+        kubeconfig, namespace, runtime_image, tmp_path_factory.mktemp("operator")
+    )
+    proc.start()
+    yield proc
+    proc.stop()
+    if os.environ.get("DRIFTLOOP_SHOW_OPERATOR_LOG"):
+        print(proc.log()[-20000:])
