@@ -48,7 +48,7 @@ def evaluate_retraining(
             observations.append(dict(before or {}))
             continue
         query = trigger.query or retraining.default_query(
-            name, str(spec.monitoring.method), serving
+            namespace, name, str(spec.monitoring.method), serving
         )
         try:
             value: float | None = query_scalar(address, query, token)
