@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the dev virtualenv (.venv)
 
 .PHONY: test
-test: venv crds-check test-unit test-cluster ## run every test suite (unit, cluster, e2e)
+test: venv crds-check test-unit test-cluster test-e2e ## run every test suite (unit, cluster, e2e)
 
 .PHONY: test-unit
 test-unit: venv ## fast tests, no cluster
@@ -34,6 +34,10 @@ test-unit: venv ## fast tests, no cluster
 .PHONY: test-cluster
 test-cluster: venv cluster-up images ## tests against the embedded cluster (or $KUBECONFIG)
 	$(PYTEST) tests/cluster -q
+
+.PHONY: test-e2e
+test-e2e: venv cluster-up images ## the full loop with a real Prometheus
+	$(PYTEST) tests/e2e -q
 
 .PHONY: lint
 lint: venv ## ruff + mypy
@@ -75,5 +79,6 @@ bench-serving: venv ## our model server vs MLServer, side by side
 	$(PY) bench/serving.py
 
 .PHONY: demo
-demo: ## the whole loop on the embedded cluster: data, train, serve, drift, retrain, promote
-	@echo "make demo: not yet available (lands with the drift-loop issue)" >&2; exit 2
+demo: venv cluster-up images ## the whole loop on the embedded cluster: data, train, serve, drift, retrain, promote
+	hack/prometheus.sh up >/dev/null
+	$(PY) hack/demo.py

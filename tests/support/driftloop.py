@@ -105,8 +105,13 @@ def wait_cr(
         ) from None
 
 
-@pytest.fixture
-def artifact_store(kube_api: Any, kubeconfig: str, namespace: str) -> Iterator[str]:
+def create_artifact_store(kube_api: Any, namespace: str) -> str | None:
+    """Create the ``driftloop-artifacts`` PVC; returns the hostPath PV's name if one was made.
+
+    A dynamic claim where the cluster has a default StorageClass (kind), else a
+    hostPath PersistentVolume: the embedded cluster has one node, so a host
+    directory is a real shared disk.
+    """
     from kubernetes import client
 
     core = client.CoreV1Api(kube_api)
@@ -122,9 +127,8 @@ def artifact_store(kube_api: Any, kubeconfig: str, namespace: str) -> Iterator[s
         "metadata": {"name": ARTIFACT_PVC},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
-    host_dir = STATE / "volumes" / namespace
     if not default_class:
-        # Embedded cluster: one node, so a hostPath volume is a real shared disk.
+        host_dir = STATE / "volumes" / namespace
         host_dir.mkdir(parents=True, exist_ok=True)
         host_dir.chmod(0o777)  # pods run as 65532; hostPath ignores fsGroup
         pv_name = f"{namespace}-artifacts"
@@ -148,86 +152,99 @@ def artifact_store(kube_api: Any, kubeconfig: str, namespace: str) -> Iterator[s
         )
         claim["spec"].update(storageClassName="", volumeName=pv_name)
     core.create_namespaced_persistent_volume_claim(namespace, claim)
-    yield ARTIFACT_PVC
+    return pv_name
+
+
+def delete_artifact_store(kube_api: Any, namespace: str, pv_name: str | None) -> None:
+    from kubernetes import client
+
     if pv_name:
         with contextlib.suppress(client.ApiException):
-            core.delete_persistent_volume(pv_name)
-        shutil.rmtree(host_dir, ignore_errors=True)
+            client.CoreV1Api(kube_api).delete_persistent_volume(pv_name)
+        shutil.rmtree(STATE / "volumes" / namespace, ignore_errors=True)
+
+
+def stage_file(kube_api: Any, namespace: str, image: str, path: str, text: str) -> None:
+    """Write ``text`` to ``/artifacts/<path>`` through a ConfigMap and a Job (any cluster)."""
+    from kubernetes import client
+
+    core = client.CoreV1Api(kube_api)
+    batch = client.BatchV1Api(kube_api)
+    name = f"stage-{uuid.uuid4().hex[:8]}"
+    core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": name}, "data": {"file": text}}
+    )
+    target = f"/artifacts/{path.lstrip('/')}"
+    script = (
+        "import os,shutil,sys; t=sys.argv[1]; os.makedirs(os.path.dirname(t), exist_ok=True); "
+        "shutil.copyfile('/staging/file', t + '.tmp'); os.replace(t + '.tmp', t)"
+    )
+    security = {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    container = {
+        "name": "stage",
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python3", "-c", script, target],
+        "securityContext": security,
+        "volumeMounts": [
+            {"name": "artifacts", "mountPath": "/artifacts"},
+            {"name": "staging", "mountPath": "/staging"},
+        ],
+    }
+    batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "backoffLimit": 0,
+                "ttlSecondsAfterFinished": 60,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [container],
+                        "volumes": [
+                            {
+                                "name": "artifacts",
+                                "persistentVolumeClaim": {"claimName": ARTIFACT_PVC},
+                            },
+                            {"name": "staging", "configMap": {"name": name}},
+                        ],
+                    }
+                },
+            },
+        },
+    )
+
+    def done() -> bool:
+        status = batch.read_namespaced_job_status(name, namespace).status
+        if status.failed:
+            raise AssertionError(f"staging Job {name} failed")
+        return bool(status.succeeded)
+
+    wait_for(done, timeout=180, interval=1, what=f"staging {path}")
+    core.delete_namespaced_config_map(name, namespace)
+
+
+@pytest.fixture
+def artifact_store(kube_api: Any, namespace: str) -> Iterator[str]:
+    pv_name = create_artifact_store(kube_api, namespace)
+    yield ARTIFACT_PVC
+    delete_artifact_store(kube_api, namespace, pv_name)
 
 
 @pytest.fixture
 def stage(
     kube_api: Any, namespace: str, artifact_store: str, runtime_image: str
 ) -> Callable[[str, str], None]:
-    """Write ``text`` to ``/artifacts/<path>`` from inside the cluster."""
-    from kubernetes import client
-
-    core = client.CoreV1Api(kube_api)
-    batch = client.BatchV1Api(kube_api)
-
-    def write(path: str, text: str) -> None:
-        name = f"stage-{uuid.uuid4().hex[:8]}"
-        core.create_namespaced_config_map(
-            namespace, {"metadata": {"name": name}, "data": {"file": text}}
-        )
-        target = f"/artifacts/{path.lstrip('/')}"
-        script = (
-            "import os,shutil,sys; t=sys.argv[1]; os.makedirs(os.path.dirname(t), exist_ok=True); "
-            "shutil.copyfile('/staging/file', t + '.tmp'); os.replace(t + '.tmp', t)"
-        )
-        sc = {
-            "runAsNonRoot": True,
-            "runAsUser": 65532,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        }
-        batch.create_namespaced_job(
-            namespace,
-            {
-                "metadata": {"name": name},
-                "spec": {
-                    "backoffLimit": 0,
-                    "template": {
-                        "spec": {
-                            "restartPolicy": "Never",
-                            "securityContext": {"fsGroup": 65532},
-                            "containers": [
-                                {
-                                    "name": "stage",
-                                    "image": runtime_image,
-                                    "imagePullPolicy": "IfNotPresent",
-                                    "command": ["python3", "-c", script, target],
-                                    "securityContext": sc,
-                                    "volumeMounts": [
-                                        {"name": "a", "mountPath": "/artifacts"},
-                                        {"name": "s", "mountPath": "/staging"},
-                                    ],
-                                }
-                            ],
-                            "volumes": [
-                                {
-                                    "name": "a",
-                                    "persistentVolumeClaim": {"claimName": artifact_store},
-                                },
-                                {"name": "s", "configMap": {"name": name}},
-                            ],
-                        }
-                    },
-                },
-            },
-        )
-
-        def done() -> bool:
-            status = batch.read_namespaced_job_status(name, namespace).status
-            if status.failed:
-                raise AssertionError(f"staging Job {name} failed")
-            return bool(status.succeeded)
-
-        wait_for(done, timeout=180, interval=1, what=f"staging {path}")
-
-    return write
+    """``stage(path, text)`` writes a file into the test namespace's artifact store."""
+    return lambda path, text: stage_file(kube_api, namespace, runtime_image, path, text)
 
 
 def _free_port() -> int:

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""`make demo`: the whole driftloop story on the embedded cluster, narrated.
+
+data -> train -> serve -> traffic without drift -> traffic with drift -> Prometheus
+sees it -> the operator retrains -> the new version passes the policy -> promoted.
+
+Run through `make demo` (it brings up the cluster, images and Prometheus first).
+Set KEEP=1 to leave the demo namespace behind for poking around.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kubernetes import client, config  # noqa: E402
+
+from tests.support.cluster import EMBEDDED_KUBECONFIG, VERSIONS, Kubectl, wait_for  # noqa: E402
+from tests.support.data import dataset_manifest, iris_csv, training_run_manifest  # noqa: E402
+from tests.support.driftloop import (  # noqa: E402
+    GROUP,
+    PLURALS,
+    VERSION,
+    create_artifact_store,
+    delete_artifact_store,
+    get_cr,
+    stage_file,
+)
+from tests.support.traffic import send  # noqa: E402
+
+NAMESPACE = os.environ.get("DEMO_NAMESPACE", "driftloop-demo")
+THRESHOLD = 0.25
+STARTED = time.monotonic()
+MILESTONES: list[tuple[str, float, str]] = []
+
+
+def say(message: str) -> None:
+    print(f"[{time.monotonic() - STARTED:6.1f}s] {message}", flush=True)
+
+
+def milestone(step: str, detail: str) -> None:
+    MILESTONES.append((step, time.monotonic() - STARTED, detail))
+    say(f"✔ {step}: {detail}")
+
+
+def status_of(custom: Any, kind: str, name: str) -> dict[str, Any]:
+    return (get_cr(custom, NAMESPACE, kind, name) or {}).get("status") or {}
+
+
+def wait_status(
+    custom: Any, kind: str, name: str, check: Any, what: str, timeout: float = 600
+) -> dict[str, Any]:
+    return wait_for(
+        lambda: (s := status_of(custom, kind, name)) and check(s) and s,  # type: ignore[no-any-return]
+        timeout=timeout,
+        interval=1,
+        what=what,
+    )
+
+
+def create(custom: Any, manifest: dict[str, Any]) -> None:
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, NAMESPACE, PLURALS[manifest["kind"]], manifest
+    )
+
+
+def ready_pod_url(kubectl: Kubectl, version: int) -> str:
+    def find() -> str | None:
+        pods = kubectl.json(
+            "get",
+            "pods",
+            "-n",
+            NAMESPACE,
+            "-l",
+            f"app.kubernetes.io/instance=iris,driftloop.dev/model-version={version}",
+        )
+        for pod in pods["items"]:
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in pod["status"].get("conditions", [])
+            ):
+                return f"http://{pod['status']['podIP']}:8080/v2/models/iris/infer"
+        return None
+
+    return wait_for(find, timeout=180, what=f"a ready pod serving version {version}")  # type: ignore[no-any-return]
+
+
+def main() -> int:
+    kubeconfig = os.environ.get("KUBECONFIG", str(EMBEDDED_KUBECONFIG))
+    prometheus = os.environ.get("DEMO_PROMETHEUS", "http://127.0.0.1:19090")
+    image = VERSIONS["RUNTIME_IMAGE"]
+    api = config.new_client_from_config(config_file=kubeconfig)
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    kubectl = Kubectl(kubeconfig)
+
+    say(f"fresh namespace {NAMESPACE}")
+    kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", timeout=300)
+    delete_artifact_store(api, NAMESPACE, f"{NAMESPACE}-artifacts")
+    core.create_namespace(
+        {
+            "metadata": {
+                "name": NAMESPACE,
+                "labels": {"pod-security.kubernetes.io/enforce": "restricted"},
+            }
+        }
+    )
+    wait_for(lambda: core.read_namespaced_service_account("default", NAMESPACE), timeout=60)
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
+    pv = create_artifact_store(api, NAMESPACE)
+
+    say("starting the operator (python -m driftloop, watching the demo namespace)")
+    log = open(REPO / ".demo-operator.log", "wb")  # noqa: SIM115 - lives as long as the process
+    operator = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "driftloop",
+            "--namespace",
+            NAMESPACE,
+            "--metrics-port",
+            "0",
+            "--liveness",
+            "",
+        ],
+        env={
+            **os.environ,
+            "KUBECONFIG": kubeconfig,
+            "DRIFTLOOP_RUNTIME_IMAGE": image,
+            "DRIFTLOOP_POLL_INTERVAL": "2",
+            "DRIFTLOOP_PROMETHEUS_URL": prometheus,
+        },
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        run_story(api, custom, kubectl, image)
+    finally:
+        operator.send_signal(signal.SIGTERM)
+        operator.wait(timeout=30)
+        if not os.environ.get("KEEP"):
+            kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+            delete_artifact_store(api, NAMESPACE, pv)
+    print_summary()
+    return 0
+
+
+def run_story(api: Any, custom: Any, kubectl: Kubectl, image: str) -> None:
+    say("staging iris.csv (150 rows) on the artifact volume")
+    stage_file(api, NAMESPACE, image, "data/iris.csv", iris_csv())
+    create(custom, dataset_manifest("iris", "/artifacts/data/iris.csv"))
+    ds = wait_status(
+        custom, "Dataset", "iris", lambda s: s.get("phase") == "Ready", "Dataset ready"
+    )
+    milestone("data", f"Dataset iris validated: {ds['rows']} rows, {ds['version'][:19]}…")
+
+    create(custom, training_run_manifest("iris-1", "iris"))
+    say("TrainingRun iris-1 → batch/v1 Job running the runtime image")
+    run = wait_status(
+        custom,
+        "TrainingRun",
+        "iris-1",
+        lambda s: s.get("phase") in ("Succeeded", "Failed"),
+        "training",
+    )
+    milestone(
+        "train",
+        f"{run.get('modelVersion')} registered, accuracy {run['metrics'].get('accuracy', 0):.3f}",
+    )
+
+    create(
+        custom,
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Deployment",
+            "metadata": {"name": "iris"},
+            "spec": {
+                "model": {"name": "iris", "channel": "latestApproved"},
+                "monitoring": {"method": "psi", "window": 200},
+                "retraining": {
+                    "interval": "2s",
+                    "cooldown": "30m",
+                    "triggers": [{"name": "drift", "threshold": THRESHOLD, "for": "6s"}],
+                    "template": {
+                        k: v
+                        for k, v in training_run_manifest("x", "iris")["spec"].items()  # type: ignore[union-attr]
+                        if k != "model"
+                    },
+                },
+                "promotion": {"metric": "accuracy", "tolerance": 0.15, "rolloutDeadline": "3m"},
+            },
+        },
+    )
+    wait_status(custom, "Deployment", "iris", lambda s: s.get("servingVersion") == 1, "serving v1")
+    url = ready_pod_url(kubectl, 1)
+    milestone("serve", f"Deployment iris serving version 1 at {url}")
+
+    say("sending traffic that looks like the training data")
+    send(url, batches=60)
+    reading = wait_status(
+        custom,
+        "Deployment",
+        "iris",
+        lambda s: any(d.get("value") is not None for d in s.get("drift", [])),
+        "first drift reading",
+    )["drift"][0]
+    milestone("no drift", f"PSI {reading['value']:.3f} < threshold {THRESHOLD}: nothing to do")
+
+    say("the world shifts: new data lands, live inputs move by +2.5 on every feature")
+    stage_file(api, NAMESPACE, image, "data/iris.csv", iris_csv(shift=2.5, seed=1))
+    last_value = None
+    deadline = time.monotonic() + 300
+    runs: list[Any] = []
+    while not runs and time.monotonic() < deadline:
+        send(url, batches=10, shift=2.5)
+        drift = (status_of(custom, "Deployment", "iris").get("drift") or [{}])[0]
+        if drift.get("value") is not None and drift.get("value") != last_value:
+            last_value = drift["value"]
+            firing = (
+                f", over the threshold since {drift['firingSince']}"
+                if drift.get("firingSince")
+                else ""
+            )
+            say(f"  Prometheus: max PSI = {last_value:.3f}{firing}")
+        runs = custom.list_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            NAMESPACE,
+            "trainingruns",
+            label_selector="driftloop.dev/deployment=iris",
+        )["items"]
+    if not runs:
+        raise SystemExit("drift never started a retraining run; see .demo-operator.log")
+    name = runs[0]["metadata"]["name"]
+    milestone("drift → retrain", f"TrainingRun {name} created by the operator")
+
+    run = wait_status(
+        custom,
+        "TrainingRun",
+        name,
+        lambda s: s.get("phase") in ("Succeeded", "Failed"),
+        "retraining",
+    )
+    milestone(
+        "retrained", f"{run.get('modelVersion')} accuracy {run['metrics'].get('accuracy', 0):.3f}"
+    )
+    status = wait_status(
+        custom, "Deployment", "iris", lambda s: s.get("servingVersion") == 2, "promotion"
+    )
+    new_url = ready_pod_url(kubectl, 2)
+    answers = send(new_url, batches=3, shift=2.5)
+    milestone(
+        "promote",
+        f"serving version {status['servingVersion']} (previous {status['previousVersion']}); "
+        f"responses say model_version={answers[-1]['model_version']}",
+    )
+
+
+def print_summary() -> None:
+    print("\n  step              at       what")
+    print("  ----------------  -------  " + "-" * 60)
+    for step, at, detail in MILESTONES:
+        print(f"  {step:<16}  {at:6.1f}s  {detail}")
+    print()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
