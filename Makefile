@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the dev virtualenv (.venv)
 
 .PHONY: test
-test: venv crds-check test-unit test-cluster test-e2e ## run every test suite (unit, cluster, e2e)
+test: venv crds-check chart-check test-unit test-cluster test-e2e ## run every test suite (unit, cluster, e2e)
 
 .PHONY: test-unit
 test-unit: venv ## fast tests, no cluster
@@ -51,12 +51,25 @@ fmt: venv ## format the code
 	$(VENV)/bin/ruff format .
 
 .PHONY: crds
-crds: venv ## regenerate crds/ and docs/reference/api.md from the API models
+crds: venv ## regenerate crds/, the chart's CRD templates and docs/reference/api.md
 	$(PY) -m driftloop.crdgen
+	hack/helm.sh sync-crds
 
 .PHONY: crds-check
 crds-check: venv ## fail when the generated files are stale
 	$(PY) -m driftloop.crdgen --check
+
+.PHONY: helm
+helm: ## build helm once (cached in ~/.cache/driftloop) and print its path
+	hack/helm.sh ensure
+
+.PHONY: chart-check
+chart-check: ## fail when charts/driftloop/templates/crds differs from crds/
+	hack/helm.sh check
+
+.PHONY: test-chart
+test-chart: venv ## Helm chart + GitOps tests (builds helm on first use)
+	$(PYTEST) tests/unit/chart tests/unit/gitops -q
 
 .PHONY: cluster-up
 cluster-up: ## start the embedded cluster (builds Kubernetes once, cached)
