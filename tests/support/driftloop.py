@@ -324,6 +324,14 @@ def operator(
     )
     proc.start()
     yield proc
+    # Delete our objects while the operator runs: it removes kopf's finalizers, so
+    # the namespace can go afterwards instead of hanging in Terminating.
+    if proc.process is None:
+        proc.start()
+    Kubectl(kubeconfig)(
+        "delete", ",".join(f"{p}.{GROUP}" for p in PLURALS.values()), "--all", "-n", namespace,
+        "--wait=true", "--timeout=90s", check=False, timeout=120,
+    )
     proc.stop()
     if os.environ.get("DRIFTLOOP_SHOW_OPERATOR_LOG"):
         print(proc.log()[-20000:])

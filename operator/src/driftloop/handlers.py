@@ -8,6 +8,7 @@ its progress lives in annotations.
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from datetime import UTC, datetime
@@ -77,21 +78,8 @@ def _run(kind: KindInfo, reconcile: Reconciler, body: kopf.Body) -> None:
 
 
 def _plain(body: kopf.Body) -> dict[str, Any]:
-    return {
-        "apiVersion": body.get("apiVersion"),
-        "kind": body.get("kind"),
-        "metadata": dict(body.metadata),
-        "spec": dict(body.spec),
-        "status": _deep(dict(body.status)),
-    }
-
-
-def _deep(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep(v) for v in value]
-    return value
+    """A private deep copy: reconcilers may annotate what they read."""
+    return copy.deepcopy(dict(body))
 
 
 def _register(kind: KindInfo, reconcile: Reconciler, interval: float) -> None:
@@ -107,7 +95,8 @@ def _register(kind: KindInfo, reconcile: Reconciler, interval: float) -> None:
     kopf.on.resume(*resource, id=f"{kind.singular}-resume")(handler)
     kopf.on.update(*resource, id=f"{kind.singular}-update")(handler)
     kopf.timer(*resource, id=f"{kind.singular}-poll", interval=interval, idle=None)(handler)
-    # optional=True: no finalizer, deletion is never blocked; children go by owner refs.
+    # Children go with their owner references.  (kopf still puts a finalizer on
+    # objects with timers, so that it can stop them before the object goes.)
     kopf.on.delete(*resource, id=f"{kind.singular}-delete", optional=True)(forget)
 
 

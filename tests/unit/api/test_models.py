@@ -28,7 +28,8 @@ DEPLOYMENT: dict[str, Any] = {"model": {"name": "iris", "channel": "latestApprov
 
 
 def _examples() -> list[dict[str, Any]]:
-    return [doc for path in EXAMPLES for doc in yaml.safe_load_all(path.read_text()) if doc]
+    docs = [doc for path in EXAMPLES for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [doc for doc in docs if str(doc.get("apiVersion", "")).startswith("driftloop.dev/")]
 
 
 @pytest.mark.parametrize("doc", _examples(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")

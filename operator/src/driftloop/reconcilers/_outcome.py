@@ -45,6 +45,19 @@ class Context:
 
 Reconciler = Callable[[Context, Obj], Outcome]
 
+#: Ready=False reasons that no amount of waiting fixes (kstatus "Stalled").
+STALLED_REASONS = frozenset(
+    {
+        "InvalidSpec",
+        "ValidationFailed",
+        "InvalidHyperparameters",
+        "UnknownEstimator",
+        "InvalidRequest",
+        "ResultUnreadable",
+        "DeadlineExceeded",
+    }
+)
+
 
 def owner_of(body: Obj) -> Owner:
     meta = body["metadata"]
@@ -75,7 +88,32 @@ class StatusWriter:
     def ready(self, status: bool | str, reason: str, message: str = "") -> None:
         self.condition(conditions.READY, status, reason, message)
 
+    def _kstatus(self) -> None:
+        """Mirror Ready into kstatus' Reconciling / Stalled, which Flux and kstatus read."""
+        ready = next((c for c in self._conditions if c["type"] == conditions.READY), None)
+        self._conditions = [
+            c for c in self._conditions if c["type"] not in ("Reconciling", "Stalled")
+        ]
+        if ready is None or ready["status"] == "True":
+            return
+        reason = ready["reason"]
+        stalled = reason in STALLED_REASONS or reason.endswith("Failed")
+        previous = [dict(c) for c in self.current.get("conditions") or []]
+        kind = "Stalled" if stalled else "Reconciling"
+        mirrored = conditions.set_condition(
+            previous,
+            kind,
+            True,
+            reason,
+            ready.get("message", ""),
+            generation=self.generation,
+            now=self.now,
+        )
+        self._conditions.append(next(c for c in mirrored if c["type"] == kind))
+        self._conditions.sort(key=lambda c: (c["type"] != conditions.READY, c["type"]))
+
     def outcome(self, events: list[Event] | None = None, phase: str | None = None) -> Outcome:
+        self._kstatus()
         return Outcome(
             status={**self.fields, "conditions": self._conditions},
             events=events or [],
