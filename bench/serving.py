@@ -1,0 +1,565 @@
+#!/usr/bin/env python3
+"""Serving benchmark: driftloop's model server vs MLServer 1.7.1 on the same model.
+
+    python bench/serving.py [--duration 10] [--workers 2] [--rounds 2] [--write-docs]
+
+What it does, all on this machine over loopback:
+  1. creates (once, cached) a separate venv for the peer in ~/.cache/driftloop/mlserver-venv
+     with mlserver==1.7.1, mlserver-sklearn==1.7.1, uvloop<0.22 and the same scikit-learn;
+  2. trains one model with `driftloop-runtime train` (LogisticRegression on scikit-learn's
+     bundled breast-cancer data: 30 numeric features, 569 rows);
+  3. gives MLServer a joblib copy of that exact fitted model (the peer only: driftloop
+     itself never uses pickle/joblib);
+  4. runs, alternately and one server at a time: driftloop (drift ON), MLServer,
+     driftloop (drift OFF), each with the same number of worker processes
+     (DRIFTLOOP_WORKERS == MLServer parallel_workers), under `wrk` with a Lua POST script,
+     the same threads/connections, and the same OIP v2 JSON payloads of 1 and 32 rows;
+  5. prints req/s, p50, p99, the throughput ratio and the drift on/off cost (medians over
+     rounds).  --write-docs replaces the "## Serving" section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("DRIFTLOOP_CACHE", Path.home() / ".cache" / "driftloop"))
+PEER_VENV = CACHE / "mlserver-venv"
+PEER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"]
+MODEL = "bench"
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def ensure_peer_venv() -> Path:
+    import sklearn
+
+    pins = [*PEER_PINS, f"scikit-learn=={sklearn.__version__}"]
+    marker = PEER_VENV / ".driftloop-pins"
+    if marker.exists() and marker.read_text() == "\n".join(pins):
+        return PEER_VENV / "bin"
+    log(f"creating {PEER_VENV} with {' '.join(pins)} (once)")
+    tmp = PEER_VENV.with_name(PEER_VENV.name + ".partial")
+    shutil.rmtree(PEER_VENV, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)
+    # Build in place under the final name (venv scripts embed their path); the marker
+    # file, written last, says the venv is complete.
+    subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+    subprocess.run(
+        [str(PEER_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *pins],
+        check=True,
+    )
+    marker.write_text("\n".join(pins))
+    return PEER_VENV / "bin"
+
+
+def train_model(work: Path) -> tuple[Path, str]:
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    frame.columns = [re.sub(r"[^A-Za-z0-9_]", "_", c) for c in frame.columns]
+    features = [c for c in frame.columns if c != "target"]
+    frame.to_csv(work / "data.csv", index=False)
+    out = work / "models" / MODEL / "v1"
+    request = {
+        "modelName": MODEL,
+        "estimator": "LogisticRegression",
+        "hyperparameters": {"max_iter": 5000},
+        "dataset": {
+            "source": str(work / "data.csv"),
+            "features": [{"name": f} for f in features],
+            "target": "target",
+        },
+        "outputDir": str(out),
+    }
+    env = dict(
+        os.environ,
+        DRIFTLOOP_REQUEST=json.dumps(request),
+        DRIFTLOOP_TERMINATION_LOG=str(work / "termination-log"),
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "driftloop_runtime", "train"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"training failed:\n{proc.stderr}")
+    result = json.loads((work / "termination-log").read_text())
+    log(f"trained {MODEL}: {len(features)} features, metrics {result['metrics']}")
+    return out, str(result["sha256"])
+
+
+def peer_model_dir(work: Path, model_dir: Path) -> Path:
+    """A joblib copy of the fitted pipeline for MLServer (peer only)."""
+    import joblib  # type: ignore[import-untyped]
+
+    from driftloop_runtime import artifacts
+
+    model = artifacts.load_model(model_dir / "model.skops")
+    d = work / "mlserver" / MODEL
+    d.mkdir(parents=True)
+    joblib.dump(model, d / "model.joblib")
+    (d / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": MODEL,
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": "v1"},
+            }
+        )
+    )
+    return d.parent
+
+
+def payload(n_rows: int, n_features: int) -> str:
+    import numpy as np
+    import pandas as pd
+
+    frame = pd.read_csv(REPO_WORK / "data.csv")
+    x = frame.drop(columns=["target"]).to_numpy()[:n_rows]
+    assert x.shape == (n_rows, n_features)
+    body = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [n_rows, n_features],
+                "datatype": "FP64",
+                "data": np.round(x, 6).ravel().tolist(),
+            }
+        ]
+    }
+    return json.dumps(body, separators=(",", ":"))
+
+
+REPO_WORK = Path()
+
+
+# --------------------------------------------------------------------------- servers
+
+
+@dataclass
+class Running:
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def wait_ready(run: Running, path: str, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if run.proc.poll() is not None:
+            raise SystemExit(f"{run.name} exited:\n{run.log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(run.url + path, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    run.stop()
+    raise SystemExit(f"{run.name} not ready:\n{run.log.read_text()[-3000:]}")
+
+
+def start_driftloop(
+    work: Path, model_dir: Path, sha: str, workers: int, drift: bool, tag: str
+) -> Running:
+    port = free_port()
+    scratch = work / f"scratch-{tag}"
+    scratch.mkdir(exist_ok=True)
+    env = dict(
+        os.environ,
+        DRIFTLOOP_MODEL_NAME=MODEL,
+        DRIFTLOOP_MODEL_VERSION="v1",
+        DRIFTLOOP_ARTIFACT_URI="file://" + str(model_dir),
+        DRIFTLOOP_ARTIFACT_SHA256=sha,
+        DRIFTLOOP_DEPLOYMENT="bench",
+        DRIFTLOOP_WORKERS=str(workers),
+        DRIFTLOOP_PORT=str(port),
+        DRIFTLOOP_HOST="127.0.0.1",
+        DRIFTLOOP_SCRATCH_DIR=str(scratch),
+        DRIFTLOOP_DRIFT_ENABLED="true" if drift else "false",
+        DRIFTLOOP_LOG_LEVEL="WARNING",
+    )
+    logf = work / f"driftloop-{tag}.log"
+    with open(logf, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "driftloop_runtime", "serve"],
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    run = Running(f"driftloop ({tag})", proc, f"http://127.0.0.1:{port}", logf)
+    wait_ready(run, "/v2/health/ready")
+    return run
+
+
+def start_mlserver(work: Path, models: Path, bin_dir: Path, workers: int) -> Running:
+    port, grpc, metrics = free_port(), free_port(), free_port()
+    (models / "settings.json").write_text(
+        json.dumps(
+            {
+                "debug": False,
+                "parallel_workers": workers,
+                "http_port": port,
+                "grpc_port": grpc,
+                "metrics_port": metrics,
+                "host": "127.0.0.1",
+            }
+        )
+    )
+    logf = work / "mlserver.log"
+    with open(logf, "wb") as fh:
+        proc = subprocess.Popen(
+            [str(bin_dir / "mlserver"), "start", str(models)],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=dict(os.environ, PATH=f"{bin_dir}:{os.environ.get('PATH', '')}"),
+        )
+    run = Running("mlserver", proc, f"http://127.0.0.1:{port}", logf)
+    wait_ready(run, f"/v2/models/{MODEL}/ready")
+    return run
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class Result:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+@dataclass
+class Series:
+    results: list[Result] = field(default_factory=list)
+
+    def median(self) -> Result:
+        r = self.results
+        return Result(
+            statistics.median(x.rps for x in r),
+            statistics.median(x.p50_ms for x in r),
+            statistics.median(x.p99_ms for x in r),
+            sum(x.errors for x in r),
+        )
+
+
+def lua_script(work: Path, body: str, rows: int) -> Path:
+    path = work / f"post-{rows}.lua"
+    path.write_text(
+        'wrk.method = "POST"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f"wrk.body = [==[{body}]==]\n"
+    )
+    return path
+
+
+def to_ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
+    if not m:
+        raise ValueError(text)
+    v = float(m.group(1))
+    return {"us": v / 1000, "ms": v, "s": v * 1000}[m.group(2)]
+
+
+def wrk(url: str, script: Path, args: argparse.Namespace, duration: float) -> Result:
+    cmd = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{duration:.0f}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60)
+    text = out.stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        errors += sum(int(g) for g in m.groups())
+    return Result(rps, p50, p99, errors)
+
+
+def check_same_predictions(urls: dict[str, str], body: str) -> None:
+    answers = {}
+    for name, url in urls.items():
+        req = urllib.request.Request(
+            url, data=body.encode(), method="POST", headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            answers[name] = json.loads(resp.read())["outputs"][0]["data"]
+    values = list(answers.values())
+    if any(v != values[0] for v in values):
+        raise SystemExit(f"servers disagree: {answers}")
+
+
+# --------------------------------------------------------------------------- in-process
+
+# CPU cost of one request through the ASGI app (decode, predict, drift bookkeeping,
+# metrics, encode), drift on vs off, in ONE process alternating A/B: immune to the
+# background load that makes the wrk numbers on a shared 2-core machine noisy.
+HANDLER_COST = r"""
+import asyncio, json, os, statistics, sys, tempfile, time
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
+from driftloop_runtime.app import App
+from driftloop_runtime.model import LoadedModel, ServeConfig
+from driftloop_runtime.shared import SharedState
+model_dir, body_file, n, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+body = open(body_file, "rb").read()
+apps = {}
+for drift in (True, False):
+    cfg = ServeConfig.from_env({"DRIFTLOOP_MODEL_NAME": "bench",
+        "DRIFTLOOP_ARTIFACT_URI": "file://" + model_dir,
+        "DRIFTLOOP_DRIFT_ENABLED": str(drift)})
+    m = LoadedModel(cfg)
+    m.attach(SharedState(tempfile.mktemp(), m.n_features + 1, 1000) if drift else None)
+    apps[drift] = App(m)
+scope = {"type": "http", "method": "POST", "path": "/v2/models/bench/infer",
+         "headers": [(b"content-type", b"application/json")]}
+status = []
+async def receive():
+    return {"type": "http.request", "body": body, "more_body": False}
+async def send(msg):
+    if msg["type"] == "http.response.start":
+        status.append(msg["status"])
+async def run(app):
+    for _ in range(n):
+        await app(scope, receive, send)
+    app.m.flush()
+cost = {True: [], False: []}
+for _ in range(rounds):
+    for drift in (True, False):
+        t0 = time.process_time()
+        asyncio.run(run(apps[drift]))
+        cost[drift].append((time.process_time() - t0) / n * 1e6)
+assert set(status) == {200}, set(status)
+print(json.dumps({"on": statistics.median(cost[True]), "off": statistics.median(cost[False])}))
+"""
+
+
+def handler_cost(model_dir: Path, body: str, work: Path, rows: int) -> dict[str, float]:
+    body_file = work / f"body-{rows}.json"
+    body_file.write_text(body)
+    n = 3000 if rows == 1 else 1000
+    out = subprocess.run(
+        [sys.executable, "-c", HANDLER_COST, str(model_dir), str(body_file), str(n), "7"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"),
+    )
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> int:
+    global REPO_WORK
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--duration", type=float, default=6.0, help="seconds per measurement")
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads")
+    ap.add_argument("--connections", type=int, default=16, help="wrk connections")
+    ap.add_argument("--rounds", type=int, default=4, help="alternating rounds")
+    ap.add_argument("--rows", default="1,32", help="payload sizes (rows per request)")
+    ap.add_argument("--no-peer", action="store_true", help="skip MLServer")
+    ap.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
+    ap.add_argument("--json", type=Path, help="also write raw results as JSON here")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk not found: apt-get install wrk")
+    rows_list = [int(r) for r in args.rows.split(",")]
+
+    peer_bin = None if args.no_peer else ensure_peer_venv()
+    work = Path(tempfile.mkdtemp(prefix="driftloop-bench-"))
+    REPO_WORK = work
+    try:
+        model_dir, sha = train_model(work)
+        n_features = len(json.loads((model_dir / "manifest.json").read_text())["features"])
+        peer_models = None if args.no_peer else peer_model_dir(work, model_dir)
+        bodies = {r: payload(r, n_features) for r in rows_list}
+        scripts = {r: lua_script(work, bodies[r], r) for r in rows_list}
+        configs = ["driftloop drift on", "mlserver", "driftloop drift off"]
+        if args.no_peer:
+            configs.remove("mlserver")
+        series: dict[tuple[str, int], Series] = {
+            (c, r): Series() for c in configs for r in rows_list
+        }
+        # All servers run side by side (an idle server costs nothing); the load
+        # alternates between them run by run, so slow drifts in background load hit
+        # every side alike.
+        running: dict[str, Running] = {}
+        try:
+            for cfg in configs:
+                if cfg == "mlserver":
+                    assert peer_bin is not None
+                    assert peer_models is not None
+                    running[cfg] = start_mlserver(work, peer_models, peer_bin, args.workers)
+                else:
+                    drift = cfg.endswith("on")
+                    running[cfg] = start_driftloop(
+                        work, model_dir, sha, args.workers, drift, "on" if drift else "off"
+                    )
+            urls = {c: f"{r.url}/v2/models/{MODEL}/infer" for c, r in running.items()}
+            check_same_predictions(urls, bodies[rows_list[-1]])
+            if args.warmup > 0:
+                for cfg in configs:
+                    for r in rows_list:
+                        wrk(urls[cfg], scripts[r], args, args.warmup)
+            for rnd in range(args.rounds):
+                for r in rows_list:
+                    order = configs if rnd % 2 == 0 else configs[::-1]
+                    for cfg in order:
+                        res = wrk(urls[cfg], scripts[r], args, args.duration)
+                        series[(cfg, r)].results.append(res)
+                        log(
+                            f"round {rnd + 1} {cfg:20s} rows={r:<3d} {res.rps:9.0f} req/s "
+                            f"p50 {res.p50_ms:6.2f} ms p99 {res.p99_ms:6.2f} ms "
+                            f"errors {res.errors}"
+                        )
+        finally:
+            for run in running.values():
+                run.stop()
+        costs = {r: handler_cost(model_dir, bodies[r], work, r) for r in rows_list}
+        for r, c in costs.items():
+            log(
+                f"in-process CPU per request rows={r}: drift on {c['on']:.1f} us, "
+                f"off {c['off']:.1f} us"
+            )
+        report = render(series, configs, rows_list, args, costs)
+        print(report)
+        if args.json:
+            args.json.write_text(
+                json.dumps(
+                    {f"{c}|{r}": [vars(x) for x in s.results] for (c, r), s in series.items()},
+                    indent=1,
+                )
+            )
+        if args.write_docs:
+            write_docs(report)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def render(
+    series: dict[tuple[str, int], Series],
+    configs: list[str],
+    rows_list: list[int],
+    args: argparse.Namespace,
+    costs: dict[int, dict[str, float]],
+) -> str:
+    lines = [
+        f"Setup: {args.workers} worker processes each; wrk -t{args.threads} "
+        f"-c{args.connections}, {args.duration:.0f} s per run after {args.warmup:.0f} s "
+        f"warm-up, {args.rounds} rounds alternating run by run between the servers "
+        "(medians); loopback; "
+        f"{os.cpu_count()} cores shared by servers and load generator; "
+        f"Python {platform.python_version()}. Model: LogisticRegression, 30 numeric "
+        "features (breast-cancer), same fitted pipeline on both sides.",
+        "",
+        "| server | rows/request | req/s | p50 ms | p99 ms | errors |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows_list:
+        for c in configs:
+            m = series[(c, r)].median()
+            lines.append(
+                f"| {c} | {r} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors} |"
+            )
+    lines.append("")
+    for r in rows_list:
+        on = series[("driftloop drift on", r)].median()
+        off = series[("driftloop drift off", r)].median()
+        parts = [f"rows={r}:"]
+        if ("mlserver", r) in series:
+            peer = series[("mlserver", r)].median()
+            parts.append(
+                f"throughput driftloop(drift on)/MLServer = **{on.rps / peer.rps:.2f}x**, "
+                f"p99 {on.p99_ms:.2f} vs {peer.p99_ms:.2f} ms;"
+            )
+        parts.append(
+            f"drift on vs off under wrk: {100 * (on.rps / off.rps - 1):+.1f}% req/s (noisy); "
+            f"in-process CPU per request: {costs[r]['on']:.0f} vs {costs[r]['off']:.0f} us "
+            f"= **{100 * (costs[r]['on'] / costs[r]['off'] - 1):+.1f}% cost of drift tracking**"
+        )
+        lines.append("- " + " ".join(parts))
+    return "\n".join(lines)
+
+
+def write_docs(report: str) -> None:
+    path = REPO / "docs" / "benchmarks.md"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    section = (
+        "## Serving\n\n"
+        "driftloop's model server vs MLServer 1.7.1 (`make bench-serving`, "
+        "`bench/serving.py`). Latest run "
+        f"({time.strftime('%Y-%m-%d')}):\n\n{report}\n"
+    )
+    pattern = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(section + "\n", text).rstrip() + "\n"
+    else:
+        text = text.rstrip() + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    log(f"updated {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+#!/usr/bin/env bash
+# driftloop container images, built on this machine without any image registry.
+#
+#   hack/images.sh engine              start Debian's dockerd (vfs) in the background if needed
+#   hack/images.sh engine-stop         stop that dockerd (images stay in /var/lib/docker)
+#   hack/images.sh base                debootstrap bookworm + python3 -> driftloop/base:bookworm (cached)
+#   hack/images.sh build NAME DIR [DOCKERFILE]
+#                                      docker build DIR with BASE_IMAGE=driftloop/base:bookworm
+#   hack/images.sh load IMAGE...       copy docker images into the embedded cluster's containerd
+#   hack/images.sh build-all           base + driftloop/runtime:dev (+ driftloop/operator:dev), loaded
+#                                      into the cluster when it runs
+#
+# Environment:
+#   DRIFTLOOP_EXTRA_CA   a PEM bundle passed to builds as the BuildKit secret `extra_ca`
+#                        (default: the host bundle /etc/ssl/certs/ca-certificates.crt, so
+#                        pip inside a build trusts what the host trusts, e.g. a TLS proxy);
+#                        "none" disables it.
+#   DEBIAN_MIRROR        mirror for debootstrap (default: the host's apt mirror)
+set -euo pipefail
+
+HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO_DIR="$(cd "${HACK_DIR}/.." && pwd)"
+# shellcheck source=versions.env
+source "${HACK_DIR}/versions.env"
+
+CACHE="${DRIFTLOOP_CACHE:-$HOME/.cache/driftloop}"
+STATE="${DRIFTLOOP_STATE:-/var/lib/driftloop-cluster}"
+LOGS="${STATE}/logs"
+DOCKER_SOCK=/var/run/docker.sock
+# Debian's docker CLI (20.10, same as the engine) has BuildKit built in; a newer CLI
+# earlier in PATH (e.g. /usr/local/bin/docker 28.x) insists on the buildx plugin.
+DOCKER="${DOCKER:-$([[ -x /usr/bin/docker ]] && echo /usr/bin/docker || echo docker)}"
+# The embedded cluster's containerd (hack/cluster.sh); NOT dockerd's own containerd.
+CTRD_SOCK="/run/driftloop-containerd/containerd.sock"
+
+log() { printf '[images %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+ensure_packages() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+docker_up() { "${DOCKER}" info >/dev/null 2>&1; }
+
+cmd_engine() {
+  if docker_up; then return 0; fi
+  ensure_packages docker.io containerd runc
+  mkdir -p "${LOGS}"
+  log "starting dockerd (storage-driver vfs; log ${LOGS}/dockerd.log)"
+  # vfs: works on any filesystem and inside this VM. No bridge/iptables: docker only
+  # builds images here (builds use --network host), so it never touches the pod
+  # network's iptables rules or the FORWARD policy. dockerd starts its own managed
+  # containerd under /var/run/docker/containerd, separate from the cluster's.
+  setsid nohup dockerd --storage-driver=vfs --iptables=false --ip-forward=false --bridge=none \
+    --host "unix://${DOCKER_SOCK}" >>"${LOGS}/dockerd.log" 2>&1 < /dev/null &
+  local i
+  for ((i = 0; i < 120; i++)); do
+    docker_up && { log "dockerd ready"; return 0; }
+    sleep 0.5
+  done
+  tail -n 30 "${LOGS}/dockerd.log" >&2
+  die "dockerd did not become ready"
+}
+
+cmd_engine_stop() {
+  # Only the dockerd we would have started: the one whose pid is in docker's pidfile.
+  local pid
+  pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
+  [[ -n "$pid" && -d "/proc/$pid" && "$(readlink "/proc/$pid/exe")" == */dockerd ]] || { log "dockerd not running"; return 0; }
+  log "stopping dockerd (pid $pid)"
+  kill -TERM "$pid"
+  local i
+  for ((i = 0; i < 100; i++)); do [[ -d "/proc/$pid" ]] || return 0; sleep 0.2; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+image_exists() { "${DOCKER}" image inspect "$1" >/dev/null 2>&1; }
+
+debian_mirror() {
+  if [[ -n "${DEBIAN_MIRROR:-}" ]]; then echo "${DEBIAN_MIRROR}"; return; fi
+  local m
+  m="$(grep -rhoE '(URIs:|^deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null |
+        grep -oE 'https?://[^ ]+' | head -n1 || true)"
+  echo "${m:-http://deb.debian.org/debian}"
+}
+
+cmd_base() {
+  cmd_engine
+  if image_exists "${BASE_IMAGE}"; then log "${BASE_IMAGE} exists"; return 0; fi
+  local tarball="${CACHE}/base-${DEBIAN_SUITE}.tar"
+  if [[ ! -f "${tarball}" ]]; then
+    ensure_packages debootstrap
+    local root; mkdir -p "${CACHE}"; root="$(mktemp -d "${CACHE}/.rootfs.XXXXXX")"
+    log "debootstrap ${DEBIAN_SUITE} (minbase + python3) from $(debian_mirror)"
+    nice debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+      "${DEBIAN_SUITE}" "${root}" "$(debian_mirror)" >"${CACHE}/debootstrap.log" 2>&1 ||
+      { tail -n 30 "${CACHE}/debootstrap.log" >&2; rm -rf "${root}"; die "debootstrap failed"; }
+    # A conventional unprivileged user for Pod Security "restricted" (runAsUser 65532).
+    grep -q '^nonroot:' "${root}/etc/passwd" || {
+      echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/usr/sbin/nologin' >> "${root}/etc/passwd"
+      echo 'nonroot:x:65532:' >> "${root}/etc/group"
+      mkdir -p "${root}/home/nonroot" && chown 65532:65532 "${root}/home/nonroot"
+    }
+    # mktemp made the directory 0700; it becomes the image's "/", which must be 0755
+    # or a non-root container user cannot reach anything.
+    chmod 0755 "${root}"
+    # Slim it: apt lists, caches, docs and man pages are not needed at run time.
+    rm -rf "${root}"/var/lib/apt/lists/* "${root}"/var/cache/apt/*.bin "${root}"/var/cache/apt/archives/*.deb \
+      "${root}"/usr/share/doc/* "${root}"/usr/share/man/* "${root}"/usr/share/info/* "${root}"/var/log/*.log
+    tar --numeric-owner -C "${root}" -cf "${tarball}.tmp" .
+    mv "${tarball}.tmp" "${tarball}"
+    rm -rf "${root}"
+  fi
+  log "docker import ${tarball} -> ${BASE_IMAGE}"
+  "${DOCKER}" import \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'CMD ["/bin/bash"]' \
+    "${tarball}" "${BASE_IMAGE}" >/dev/null
+}
+
+# Extra CA certificates for pip inside builds (a TLS-intercepting proxy, a private index).
+# Passed the ways the Dockerfile accepts them:
+#   RUN --mount=type=secret,id=extra_ca  -> --secret id=extra_ca,src=<bundle>  (a whole bundle)
+#   ARG EXTRA_CA_CERT / ARG EXTRA_CA_PEM -> --build-arg with the PEM text of the *extra*
+#                                            certificates only (an argument is limited to 128 KiB)
+extra_ca_args() { # extra_ca_args DOCKERFILE  (prints NUL-separated docker build arguments)
+  local dockerfile=$1 ca="${DRIFTLOOP_EXTRA_CA:-}"
+  [[ "$ca" == none ]] && return 0
+  local bundle="${ca:-/etc/ssl/certs/ca-certificates.crt}"
+  if [[ -f "$bundle" ]] && grep -q 'id=extra_ca' "$dockerfile"; then
+    printf '%s\0' --secret "id=extra_ca,src=${bundle}"
+  fi
+  local arg pem=""
+  for arg in EXTRA_CA_CERT EXTRA_CA_PEM; do
+    grep -qE "^[[:space:]]*ARG[[:space:]]+${arg}([=[:space:]]|$)" "$dockerfile" || continue
+    if [[ -n "$ca" && -f "$ca" ]]; then
+      pem="$(cat "$ca")"
+    else  # the locally added CAs (update-ca-certificates' input), not the whole bundle
+      pem="$(cat /usr/local/share/ca-certificates/*.crt 2>/dev/null || true)"
+    fi
+    if [[ -n "$pem" && ${#pem} -lt 120000 ]]; then
+      printf '%s\0' --build-arg "${arg}=${pem}"
+    fi
+  done
+}
+
+cmd_build() { # build NAME DIR [DOCKERFILE]
+  local name=$1 dir=$2 dockerfile=${3:-$2/Dockerfile}
+  [[ -f "$dockerfile" ]] || die "no Dockerfile at $dockerfile"
+  cmd_base
+  local args=()
+  # NUL-separated: a PEM build argument spans lines.
+  mapfile -d '' -t args < <(extra_ca_args "$dockerfile")
+  # A "# syntax=" directive makes BuildKit pull a frontend image from a registry, which
+  # is unreachable here; the built-in frontend handles RUN --mount=type=secret itself.
+  if head -n 5 "$dockerfile" | grep -qiE '^#[[:space:]]*syntax[[:space:]]*='; then
+    local filtered; filtered="$(mktemp "${CACHE}/.Dockerfile.XXXXXX")"
+    grep -viE '^#[[:space:]]*syntax[[:space:]]*=' "$dockerfile" > "$filtered"
+    log "ignoring the '# syntax=' line of ${dockerfile} (no registry reachable)"
+    dockerfile="$filtered"
+  fi
+  log "docker build ${name} from ${dir}"
+  # BuildKit for --secret; host network because dockerd runs without a bridge
+  # (build steps still only reach the package registries).
+  DOCKER_BUILDKIT=1 nice "${DOCKER}" build --network host --progress plain \
+    --build-arg "BASE_IMAGE=${BASE_IMAGE}" "${args[@]}" \
+    -t "${name}" -f "${dockerfile}" "${dir}"
+  [[ "$dockerfile" == "${CACHE}"/.Dockerfile.* ]] && rm -f "$dockerfile"
+  return 0
+}
+
+cmd_load() { # load IMAGE...  (into the embedded cluster's containerd, namespace k8s.io)
+  cmd_engine
+  [[ -S "${CTRD_SOCK}" ]] || die "cluster containerd not running (${CTRD_SOCK}); run hack/cluster.sh up"
+  local snap=overlayfs
+  [[ -f "${STATE}/config/snapshotter" ]] && snap="$(cat "${STATE}/config/snapshotter")"
+  local img ref id
+  for img in "$@"; do
+    id="$("${DOCKER}" image inspect -f '{{.Id}}' "$img")" || die "no docker image $img"
+    ref="$img"
+    [[ "$ref" == */*/* || "$ref" == *.*/* ]] || ref="docker.io/${ref}"
+    [[ "$ref" == docker.io/* && "${ref#docker.io/}" != */* ]] && ref="docker.io/library/${ref#docker.io/}"
+    # Skip when containerd already has this exact image (the docker image id is recorded as a label).
+    if ctr --address "${CTRD_SOCK}" -n k8s.io images ls "name==${ref}" 2>/dev/null | grep -q "driftloop.image-id=${id}"; then
+      log "${img} already loaded (${id:7:12})"
+      continue
+    fi
+    log "loading ${img} (${id:7:12}) into the cluster"
+    "${DOCKER}" save "$img" | ctr --address "${CTRD_SOCK}" -n k8s.io images import --snapshotter "${snap}" - >/dev/null
+    ctr --address "${CTRD_SOCK}" -n k8s.io images label "${ref}" "driftloop.image-id=${id}" >/dev/null
+  done
+}
+
+cmd_build_all() {
+  cmd_base
+  local built=("${BASE_IMAGE}")
+  if [[ -f "${REPO_DIR}/serving-image/Dockerfile" ]]; then
+    # The runtime installs the repo's own package: the build context is the repo root
+    # when the Dockerfile asks for it (it COPYs pyproject.toml), else serving-image/.
+    local ctx="${REPO_DIR}/serving-image"
+    grep -qE '^\s*COPY\s+.*pyproject\.toml' "${REPO_DIR}/serving-image/Dockerfile" && ctx="${REPO_DIR}"
+    cmd_build "${RUNTIME_IMAGE}" "${ctx}" "${REPO_DIR}/serving-image/Dockerfile"
+    built+=("${RUNTIME_IMAGE}")
+  else
+    log "serving-image/Dockerfile not present yet: skipping ${RUNTIME_IMAGE}"
+  fi
+  if [[ -f "${REPO_DIR}/operator/Dockerfile" ]]; then
+    local ctx="${REPO_DIR}/operator"
+    grep -qE '^\s*COPY\s+.*pyproject\.toml' "${REPO_DIR}/operator/Dockerfile" && ctx="${REPO_DIR}"
+    cmd_build "${OPERATOR_IMAGE}" "${ctx}" "${REPO_DIR}/operator/Dockerfile"
+    built+=("${OPERATOR_IMAGE}")
+  else
+    log "operator/Dockerfile not present yet: skipping ${OPERATOR_IMAGE}"
+  fi
+  if [[ -S "${CTRD_SOCK}" ]]; then cmd_load "${built[@]}"; else log "cluster not running: images not loaded"; fi
+}
+
+main() {
+  [[ $(id -u) -eq 0 ]] || die "must run as root (dockerd, containerd)"
+  local cmd=${1:-}
+  shift || true
+  case "$cmd" in
+    engine) cmd_engine ;;
+    engine-stop) cmd_engine_stop ;;
+    base) cmd_base ;;
+    build) [[ $# -ge 2 ]] || die "usage: $0 build NAME DIR [DOCKERFILE]"; cmd_build "$@" ;;
+    load) [[ $# -ge 1 ]] || die "usage: $0 load IMAGE..."; cmd_load "$@" ;;
+    build-all) cmd_build_all ;;
+    *) sed -n '2,20p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+  esac
+}
+
+main "$@"

@@ -1,0 +1,3 @@
+module driftloop.local/pause
+
+go 1.22

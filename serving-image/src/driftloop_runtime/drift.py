@@ -1,0 +1,156 @@
+"""Drift statistics of a live sample against a reference profile.
+
+All functions are pure numpy/scipy and work on plain arrays so they can be
+tested against scipy and textbook values.  ``score`` is always "higher means
+more drift" (see contract.DRIFT_THRESHOLDS).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from driftloop_runtime.contract import DriftMethod
+
+FloatArray = npt.NDArray[np.float64]
+#: Proportions are clipped to this before logs (Evidently uses 1e-4 as well).
+EPS = 1e-4
+
+
+@dataclass(frozen=True)
+class DriftValue:
+    score: float
+    statistic: float
+    p_value: float | None = None
+
+
+def proportions(counts: npt.ArrayLike) -> FloatArray:
+    c = np.asarray(counts, dtype=np.float64)
+    total = c.sum()
+    if total <= 0:
+        return np.zeros_like(c)
+    out: FloatArray = c / total
+    return out
+
+
+def psi(reference: npt.ArrayLike, current: npt.ArrayLike) -> float:
+    """Population stability index of two distributions over the same bins.
+
+    ``sum((c - r) * ln(c / r))`` with proportions clipped to EPS.
+    """
+    r = np.clip(proportions(reference), EPS, None)
+    c = np.clip(proportions(current), EPS, None)
+    return float(np.sum((c - r) * np.log(c / r)))
+
+
+def jensen_shannon(reference: npt.ArrayLike, current: npt.ArrayLike) -> float:
+    """Jensen-Shannon *distance* (natural log), as scipy.spatial.distance.jensenshannon."""
+    r = proportions(reference)
+    c = proportions(current)
+    m = 0.5 * (r + c)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_r = np.where(r > 0, r * np.log(r / m), 0.0)
+        kl_c = np.where(c > 0, c * np.log(c / m), 0.0)
+    js = 0.5 * (kl_r.sum() + kl_c.sum())
+    return float(np.sqrt(max(js, 0.0)))
+
+
+def chi2(reference: npt.ArrayLike, current_counts: npt.ArrayLike) -> DriftValue:
+    """Chi-squared goodness of fit of current counts to the reference proportions."""
+    from scipy import stats
+
+    obs = np.asarray(current_counts, dtype=np.float64)
+    ref_raw = proportions(reference)
+    keep = (ref_raw > 0) | (obs > 0)  # a bin empty on both sides carries no information
+    obs = obs[keep]
+    n = obs.sum()
+    ref = np.clip(ref_raw[keep], EPS, None)
+    expected = ref / ref.sum() * n
+    if n <= 0:
+        return DriftValue(0.0, 0.0, 1.0)
+    res = stats.chisquare(obs, expected)
+    p = float(res.pvalue)
+    return DriftValue(score=1.0 - p, statistic=float(res.statistic), p_value=p)
+
+
+def ks(reference_sample: npt.ArrayLike, current_sample: npt.ArrayLike) -> DriftValue:
+    """Two-sample Kolmogorov-Smirnov (scipy.stats.ks_2samp); score = 1 - p."""
+    from scipy import stats
+
+    a = np.asarray(reference_sample, dtype=np.float64)
+    b = np.asarray(current_sample, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
+        return DriftValue(0.0, 0.0, 1.0)
+    res = stats.ks_2samp(a, b)
+    p = float(res.pvalue)
+    return DriftValue(score=1.0 - p, statistic=float(res.statistic), p_value=p)
+
+
+def ks_statistic(reference_sample: npt.ArrayLike, current_sample: npt.ArrayLike) -> float:
+    """KS statistic in plain numpy (max distance between the two empirical CDFs)."""
+    a = np.sort(np.asarray(reference_sample, dtype=np.float64))
+    b = np.sort(np.asarray(current_sample, dtype=np.float64))
+    if a.size == 0 or b.size == 0:
+        return 0.0
+    grid = np.concatenate([a, b])
+    cdf_a = np.searchsorted(a, grid, side="right") / a.size
+    cdf_b = np.searchsorted(b, grid, side="right") / b.size
+    return float(np.max(np.abs(cdf_a - cdf_b)))
+
+
+def wasserstein(
+    reference_sample: npt.ArrayLike, current_sample: npt.ArrayLike, reference_std: float
+) -> DriftValue:
+    """Wasserstein-1 distance; score normed by the reference std (Evidently)."""
+    from scipy import stats
+
+    a = np.asarray(reference_sample, dtype=np.float64)
+    b = np.asarray(current_sample, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
+        return DriftValue(0.0, 0.0)
+    d = float(stats.wasserstein_distance(a, b))
+    norm = reference_std if reference_std > 0 else 1.0
+    return DriftValue(score=d / norm, statistic=d)
+
+
+def bin_index(edges: FloatArray, values: FloatArray) -> npt.NDArray[np.intp]:
+    """Bin of each value given *inner* edges (len(edges)+1 open-ended bins)."""
+    return np.searchsorted(edges, values, side="right")
+
+
+def histogram(edges: FloatArray, values: FloatArray) -> FloatArray:
+    idx = bin_index(edges, values)
+    return np.bincount(idx, minlength=edges.size + 1).astype(np.float64)
+
+
+def numeric_drift(method: DriftMethod, feature: dict[str, Any], values: FloatArray) -> DriftValue:
+    """Drift of live numeric ``values`` (NaN-free) against one profile entry."""
+    edges = np.asarray(feature["edges"], dtype=np.float64)
+    ref_props = np.asarray(feature["proportions"], dtype=np.float64)
+    if method is DriftMethod.psi:
+        v = psi(ref_props, histogram(edges, values))
+        return DriftValue(v, v)
+    if method is DriftMethod.jensen_shannon:
+        v = jensen_shannon(ref_props, histogram(edges, values))
+        return DriftValue(v, v)
+    if method is DriftMethod.chi2:
+        return chi2(ref_props, histogram(edges, values))
+    if method is DriftMethod.ks:
+        return ks(feature["sample"], values)
+    if method is DriftMethod.wasserstein:
+        return wasserstein(feature["sample"], values, float(feature.get("std") or 0.0))
+    raise ValueError(f"unknown drift method {method}")
+
+
+def categorical_drift(method: DriftMethod, ref_props: FloatArray, counts: FloatArray) -> DriftValue:
+    """Drift of live category ``counts`` (last slot = unseen) vs reference proportions."""
+    if method is DriftMethod.psi:
+        v = psi(ref_props, counts)
+        return DriftValue(v, v)
+    if method in (DriftMethod.ks, DriftMethod.chi2):
+        return chi2(ref_props, counts)
+    v = jensen_shannon(ref_props, counts)
+    return DriftValue(v, v)

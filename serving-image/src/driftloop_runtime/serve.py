@@ -1,0 +1,218 @@
+"""``driftloop-runtime serve``: verify, load, pre-fork workers, serve.
+
+Process model: the master verifies the artifact (sha256 of every file against
+the manifest and of the model against $DRIFTLOOP_ARTIFACT_SHA256), loads it
+with an explicit skops trusted-type list, binds the listening socket and the
+shared drift window, then forks DRIFTLOOP_WORKERS uvicorn workers (uvloop +
+httptools) that accept on the same socket.  Nothing listens before the model is
+loaded, so readiness implies a loaded model.  SIGTERM/SIGINT: the master
+forwards SIGTERM, each worker stops accepting, finishes in-flight requests and
+exits; the master exits 0 when all are gone.  A worker that dies is replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from typing import Any
+
+from driftloop_runtime import contract
+
+log = logging.getLogger("driftloop_runtime.serve")
+
+EXIT_REFUSED = contract.EXIT_ERROR
+
+
+def _limit_threads() -> None:
+    # One BLAS/OpenMP thread per worker: workers are the parallelism, and
+    # thread pools must not exist before fork.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _run_worker(app_factory: Any, sock: socket.socket, cfg: Any) -> None:
+    import uvicorn
+
+    app = app_factory()
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=os.environ.get(contract.ENV_LOG_LEVEL, "warning").lower(),
+        timeout_graceful_shutdown=25,
+        timeout_keep_alive=30,
+        server_header=False,
+        date_header=False,
+        h11_max_incomplete_event_size=cfg.max_request_bytes,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the captured signal after a graceful shutdown; make that a no-op.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    server.run(sockets=[sock])
+
+
+def main() -> int:
+    _limit_threads()
+    from driftloop_runtime.model import ServeConfig
+
+    try:
+        cfg = ServeConfig.from_env()
+    except ValueError as exc:
+        log.error("refusing to serve: bad configuration: %s", exc)
+        return EXIT_REFUSED
+    try:
+        os.makedirs(cfg.scratch_dir, exist_ok=True)
+        state_dir = tempfile.mkdtemp(prefix="driftloop-serve-", dir=cfg.scratch_dir)
+    except OSError as exc:
+        log.error("refusing to serve: scratch dir %s not writable: %s", cfg.scratch_dir, exc)
+        return EXIT_REFUSED
+    prom_dir = os.path.join(state_dir, "prometheus")
+    os.makedirs(prom_dir)
+    # Must be set before prometheus_client is imported (it picks its value class then).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = prom_dir
+    try:
+        return _serve(cfg, state_dir, prom_dir)
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _serve(cfg: Any, state_dir: str, prom_dir: str) -> int:
+    from driftloop_runtime.artifacts import ArtifactError
+    from driftloop_runtime.model import LoadedModel
+
+    t0 = time.monotonic()
+    try:
+        model = LoadedModel(cfg)
+    except ArtifactError as exc:
+        log.error("refusing to serve %s: %s", cfg.artifact_dir, exc)
+        return EXIT_REFUSED
+    except (OSError, ValueError, KeyError) as exc:
+        log.error("refusing to serve %s: cannot load: %s", cfg.artifact_dir, exc)
+        return EXIT_REFUSED
+
+    from driftloop_runtime.app import App
+    from driftloop_runtime.shared import SharedState
+
+    shared = None
+    if cfg.drift_enabled:
+        shared = SharedState(
+            os.path.join(state_dir, "window.bin"), model.n_features + 1, cfg.drift_window
+        )
+    model.attach(shared)
+    try:
+        sock = _bind(cfg.host, cfg.port)
+    except OSError as exc:
+        log.error("refusing to serve: cannot listen on %s:%s: %s", cfg.host, cfg.port, exc)
+        return EXIT_REFUSED
+    log.info(
+        "serving model %s version %s (%s, %d features) on %s:%d with %d worker(s), drift %s "
+        "(%s, window %d); loaded in %.2fs",
+        cfg.model_name,
+        cfg.model_version,
+        model.task.value,
+        model.n_features,
+        cfg.host,
+        sock.getsockname()[1],
+        cfg.workers,
+        "on" if shared else "off",
+        cfg.drift_method.value,
+        cfg.drift_window,
+        time.monotonic() - t0,
+    )
+
+    def factory() -> App:
+        # Metrics objects are created in the worker (multiprocess files are per pid).
+        return App(model)
+
+    if cfg.workers == 1:
+        _run_worker(factory, sock, cfg)
+        log.info("stopped")
+        return contract.EXIT_OK
+    return _supervise(factory, sock, cfg, prom_dir)
+
+
+def _supervise(factory: Any, sock: socket.socket, cfg: Any, prom_dir: str) -> int:
+    from prometheus_client import multiprocess
+
+    children: dict[int, int] = {}  # pid -> slot
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 0
+            try:
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                _run_worker(factory, sock, cfg)
+            except BaseException:
+                log.exception("worker crashed")
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = slot
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        if not stopping:
+            log.info("signal %d: stopping %d worker(s)", signum, len(children))
+        stopping = True
+        for pid in list(children):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    for slot in range(cfg.workers):
+        spawn(slot)
+    recent_crashes: list[float] = []
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:  # pragma: no cover - PEP 475 retries
+            continue
+        if pid not in children:
+            continue
+        slot = children.pop(pid)
+        with contextlib.suppress(Exception):
+            multiprocess.mark_process_dead(pid, prom_dir)  # type: ignore[no-untyped-call]
+        if stopping:
+            continue
+        log.error("worker %d exited unexpectedly (status %d); restarting", pid, status)
+        now = time.monotonic()
+        recent_crashes = [t for t in recent_crashes if now - t < 60] + [now]
+        if len(recent_crashes) > 5 * cfg.workers:
+            log.error("workers keep dying; giving up")
+            on_signal(signal.SIGTERM, None)
+            continue
+        time.sleep(0.2)
+        spawn(slot)
+    sock.close()
+    log.info("all workers stopped")
+    return contract.EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Cross-worker state in one shared memory map: the drift window and feedback.
+
+All worker processes (forked from one master) write live rows into a single
+ring buffer, so the drift window is the last ``window`` rows served by the whole
+pod, not per worker, and ``/metrics`` on any worker reports ONE coherent value
+per feature.  Writes are vectorised slice copies under one inter-process lock
+(a POSIX semaphore inherited through fork); a writer that cannot get the lock
+within a few milliseconds skips the row batch rather than stall a request.
+
+Layout (float64 / int64 arrays over one mmap file in the scratch dir):
+    header  int64[8]      [window_total, pred_total, feedback_total, ...]
+    window  float64[W, C] C = features + 1 (the prediction); categorical values
+                          are stored as category codes (unseen = n categories)
+    pred    int64[P] ids, float64[P] values   predictions by request id (feedback)
+    fb      float64[Q, 2] (prediction, label) pairs with ground truth
+"""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+LOCK_TIMEOUT_S = 0.005
+HEADER = 8
+H_WINDOW, H_PRED, H_FB = 0, 1, 2
+
+
+def id_hash(request_id: str) -> int:
+    """64-bit id of a request id; 0 means "empty slot".
+
+    Python's str hash: salted per interpreter, but every worker is forked from the
+    same master (and so shares the salt), and the store lives only as long as the pod.
+    """
+    return hash(request_id) or 1
+
+
+@dataclass
+class Snapshot:
+    window: npt.NDArray[np.float64]  # rows currently in the window (unordered)
+    window_total: int
+    feedback: npt.NDArray[np.float64]  # (n, 2) prediction/label pairs
+    feedback_total: int
+
+
+class SharedState:
+    def __init__(
+        self,
+        path: str,
+        columns: int,
+        window: int,
+        pred_capacity: int = 20000,
+        feedback_capacity: int = 1000,
+    ) -> None:
+        self.columns = columns
+        self.window = max(int(window), 1)
+        self.pred_capacity = pred_capacity
+        self.feedback_capacity = feedback_capacity
+        sizes = [
+            HEADER * 8,
+            self.window * columns * 8,
+            pred_capacity * 8,
+            pred_capacity * 8,
+            feedback_capacity * 2 * 8,
+        ]
+        total = sum(sizes)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, total)
+            self._mm = mmap.mmap(fd, total)
+        finally:
+            os.close(fd)
+        off = 0
+
+        def view(dtype: Any, count: int) -> Any:
+            nonlocal off
+            arr = np.frombuffer(self._mm, dtype=dtype, count=count, offset=off)
+            off += count * 8
+            return arr
+
+        self.header: npt.NDArray[np.int64] = view(np.int64, HEADER)
+        self.ring: npt.NDArray[np.float64] = view(np.float64, self.window * columns).reshape(
+            self.window, columns
+        )
+        self.pred_ids: npt.NDArray[np.int64] = view(np.int64, pred_capacity)
+        self.pred_vals: npt.NDArray[np.float64] = view(np.float64, pred_capacity)
+        self.fb: npt.NDArray[np.float64] = view(np.float64, feedback_capacity * 2).reshape(
+            feedback_capacity, 2
+        )
+        self.lock = multiprocessing.get_context("fork").Lock()
+
+    @staticmethod
+    def _ring_write(ring: Any, total: int, rows: Any) -> None:
+        """Write ``rows`` (n, ...) into ``ring`` after ``total`` items were written."""
+        cap = ring.shape[0]
+        n = rows.shape[0]
+        if n >= cap:
+            rows = rows[n - cap :]
+            start = (total + n - cap) % cap
+            n = cap
+        else:
+            start = total % cap
+        end = start + n
+        if end <= cap:
+            ring[start:end] = rows
+        else:
+            k = cap - start
+            ring[start:] = rows[:k]
+            ring[: n - k] = rows[k:]
+
+    def record(
+        self,
+        rows: npt.NDArray[np.float64],
+        request_id: str | None,
+        preds: npt.NDArray[np.float64] | None,
+    ) -> bool:
+        """Append ``rows`` (n, C) to the window and the predictions under ``request_id``."""
+        ids = None
+        if preds is not None and request_id is not None:
+            ids = np.full(rows.shape[0], id_hash(request_id), dtype=np.int64)
+            rows = np.array(rows)
+            rows[:, -1] = preds
+        return self.record_batch(rows, ids)
+
+    def record_batch(
+        self, rows: npt.NDArray[np.float64], ids: npt.NDArray[np.int64] | None
+    ) -> bool:
+        """Append ``rows`` (n, C) to the window; with ``ids``, remember the predictions
+        (last column) by request id hash for feedback.  False if the lock was busy."""
+        if not self.lock.acquire(timeout=LOCK_TIMEOUT_S):
+            return False
+        try:
+            h = self.header
+            n = rows.shape[0]
+            total = int(h[H_WINDOW])
+            self._ring_write(self.ring, total, rows)
+            h[H_WINDOW] = total + n
+            if ids is not None:
+                ptotal = int(h[H_PRED])
+                self._ring_write(self.pred_ids, ptotal, ids)
+                self._ring_write(self.pred_vals, ptotal, rows[:, -1])
+                h[H_PRED] = ptotal + n
+        finally:
+            self.lock.release()
+        return True
+
+    def lookup(self, request_id: str, consume: bool = True) -> npt.NDArray[np.float64] | None:
+        """Predictions recorded for ``request_id`` (in row order), or None.
+
+        ``consume`` forgets them, so the same ground truth is not counted twice.
+        """
+        hid = id_hash(request_id)
+        with self.lock:
+            ptotal = int(self.header[H_PRED])
+            n = min(ptotal, self.pred_capacity)
+            if n == 0:
+                return None
+            # order the live slots oldest -> newest
+            order = (ptotal - n + np.arange(n)) % self.pred_capacity
+            ids = self.pred_ids[order]
+            hits = order[ids == hid]
+            if hits.size == 0:
+                return None
+            vals = np.array(self.pred_vals[hits])
+            if consume:
+                self.pred_ids[hits] = 0
+            return vals
+
+    def add_feedback(self, pairs: npt.NDArray[np.float64]) -> None:
+        with self.lock:
+            total = int(self.header[H_FB])
+            self._ring_write(self.fb, total, pairs)
+            self.header[H_FB] = total + pairs.shape[0]
+
+    def snapshot(self) -> Snapshot:
+        with self.lock:
+            wt = int(self.header[H_WINDOW])
+            window = np.array(self.ring[: min(wt, self.window)])
+            ft = int(self.header[H_FB])
+            fb = np.array(self.fb[: min(ft, self.feedback_capacity)])
+        return Snapshot(window=window, window_total=wt, feedback=fb, feedback_total=ft)
+
+
+class RowBuffer:
+    """Per-worker staging of live rows, flushed to SharedState in batches.
+
+    A request only appends references to its already-decoded arrays (no copy, no
+    lock); the batch is encoded and copied into the shared window with one
+    vectorised pass and one lock round-trip when ``max_items`` requests or
+    ``max_rows`` rows are pending, and on a short timer (FLUSH_INTERVAL_S) run by
+    the server, so the shared window lags live traffic by at most that.
+    """
+
+    FLUSH_INTERVAL_S = 0.1
+
+    def __init__(
+        self,
+        shared: SharedState,
+        encode: Callable[[Any], npt.NDArray[np.float64]] | None = None,
+        max_items: int = 64,
+        max_rows: int = 1024,
+    ) -> None:
+        self.shared = shared
+        self.encode = encode
+        self.max_items = max_items
+        self.max_rows = max_rows
+        self.items: list[tuple[Any, Any, int, int]] = []
+        self.rows = 0
+        self.dropped = 0
+
+    def add(self, x: Any, pred_codes: Any, hid: int, rows: int) -> None:
+        """Stage ``rows`` rows of raw features ``x`` with their prediction codes."""
+        self.items.append((x, pred_codes, hid, rows))
+        self.rows += rows
+        if len(self.items) >= self.max_items or self.rows >= self.max_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        items = self.items
+        if not items:
+            return
+        self.items = []
+        n = self.rows
+        self.rows = 0
+        if len(items) == 1:
+            x, codes, hid, _ = items[0]
+            ids = np.full(n, hid, dtype=np.int64)
+        else:
+            x = np.concatenate([it[0] for it in items])
+            codes = np.concatenate([it[1] for it in items])
+            ids = np.repeat(
+                np.fromiter((it[2] for it in items), dtype=np.int64, count=len(items)),
+                [it[3] for it in items],
+            )
+        block = np.empty((n, self.shared.columns), dtype=np.float64)
+        block[:, :-1] = x if self.encode is None else self.encode(x)
+        block[:, -1] = codes
+        if not self.shared.record_batch(block, ids):
+            self.dropped += n

@@ -1,0 +1,213 @@
+"""Smoke test of the runtime image: train, then serve under a read-only root fs.
+
+Needs a Docker engine and the image (``make images`` / ``hack/images.sh build-all``);
+the image name comes from $DRIFTLOOP_RUNTIME_IMAGE (default driftloop/runtime:dev).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+pytestmark = pytest.mark.docker
+
+IMAGE = os.environ.get("DRIFTLOOP_RUNTIME_IMAGE", "driftloop/runtime:dev")
+DOCKER = os.environ.get(
+    "DOCKER", "/usr/bin/docker" if os.path.exists("/usr/bin/docker") else "docker"
+)
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def docker(
+    *args: str, check: bool = True, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [DOCKER, *args], capture_output=True, text=True, timeout=timeout, check=check
+    )
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if shutil.which(DOCKER) is None:
+        pytest.skip("docker CLI not installed")
+    if docker("info", check=False, timeout=30).returncode != 0:
+        pytest.skip("no Docker engine running (hack/images.sh engine)")
+    if docker("image", "inspect", IMAGE, check=False).returncode != 0:
+        pytest.fail(f"image {IMAGE} not built: run `make images` (hack/images.sh build-all)")
+    return IMAGE
+
+
+@pytest.fixture
+def artifacts(tmp_path: Path) -> Path:
+    from sklearn.datasets import load_iris
+
+    root = tmp_path / "artifacts"
+    (root / "data").mkdir(parents=True)
+    frame = load_iris(as_frame=True).frame
+    frame.columns = [*FEATURES, "target"]
+    frame.to_csv(root / "data" / "iris.csv", index=False)
+    for p in [root, root / "data", root / "data" / "iris.csv"]:
+        os.chown(p, 65532, 65532) if os.geteuid() == 0 else p.chmod(0o777)
+    return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def base_run(artifacts: Path) -> list[str]:
+    return [
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "--read-only",
+        "--tmpfs",
+        "/tmp",
+        "--user",
+        "65532:65532",
+        "--cap-drop",
+        "ALL",
+        "--security-opt",
+        "no-new-privileges",
+        "-v",
+        f"{artifacts}:/artifacts",
+    ]
+
+
+@pytest.fixture
+def trained(image: str, artifacts: Path) -> dict[str, str]:
+    request = {
+        "modelName": "iris",
+        "estimator": "LogisticRegression",
+        "hyperparameters": {"max_iter": 500},
+        "dataset": {
+            "source": "/artifacts/data/iris.csv",
+            "features": [{"name": n} for n in FEATURES],
+            "target": "target",
+        },
+        "outputDir": "/artifacts/models/iris/v1",
+    }
+    proc = docker(
+        *base_run(artifacts),
+        "-e",
+        f"DRIFTLOOP_REQUEST={json.dumps(request)}",
+        "-e",
+        "DRIFTLOOP_TERMINATION_LOG=/tmp/termination-log",
+        image,
+        "train",
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["ok"] is True
+    assert result["artifactUri"] == "file:///artifacts/models/iris/v1"
+    assert (artifacts / "models" / "iris" / "v1" / "manifest.json").exists()
+    return {"sha256": result["sha256"]}
+
+
+@pytest.fixture
+def served(image: str, artifacts: Path, trained: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    name = f"driftloop-smoke-{uuid.uuid4().hex[:8]}"
+    run = docker(
+        *base_run(artifacts)[:2],
+        "-d",
+        "--name",
+        name,
+        *base_run(artifacts)[2:],
+        "-e",
+        "DRIFTLOOP_MODEL_NAME=iris",
+        "-e",
+        "DRIFTLOOP_MODEL_VERSION=1",
+        "-e",
+        "DRIFTLOOP_ARTIFACT_URI=file:///artifacts/models/iris/v1",
+        "-e",
+        f"DRIFTLOOP_ARTIFACT_SHA256={trained['sha256']}",
+        "-e",
+        "DRIFTLOOP_DEPLOYMENT=smoke",
+        "-e",
+        "DRIFTLOOP_WORKERS=2",
+        "-e",
+        f"DRIFTLOOP_PORT={port}",
+        "-e",
+        "DRIFTLOOP_HOST=127.0.0.1",
+        image,
+        "serve",
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(url + "/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            state = docker("inspect", "-f", "{{.State.Running}}", name, check=False).stdout
+            if state.strip() == "false":
+                pytest.fail("container exited: " + docker("logs", name, check=False).stderr)
+            time.sleep(0.5)
+        else:
+            pytest.fail("server not ready: " + docker("logs", name, check=False).stderr)
+        yield url
+        # graceful stop: SIGTERM, exit code 0
+        docker("stop", "-t", "30", name, check=False)
+        code = docker("wait", name, check=False).stdout.strip()
+        assert code in ("0", ""), docker("logs", name, check=False).stderr
+    finally:
+        docker("rm", "-f", name, check=False)
+
+
+def test_image_trains_and_serves(served: str) -> None:
+    body = {
+        "inputs": [
+            {
+                "name": "x",
+                "shape": [2, 4],
+                "datatype": "FP32",
+                "data": [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3],
+            }
+        ]
+    }
+    r = requests.post(served + "/v2/models/iris/infer", json=body, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == [0, 2]
+    bad = requests.post(served + "/v2/models/iris/infer", data=b"{", timeout=10)
+    assert bad.status_code == 400
+    metrics = requests.get(served + "/metrics", timeout=10).text
+    assert "driftloop_inference_requests_total" in metrics
+    assert "driftloop_drift_window_fill_ratio" in metrics
+
+
+def test_image_refuses_tampered_artifact(
+    image: str, artifacts: Path, trained: dict[str, str]
+) -> None:
+    proc = docker(
+        *base_run(artifacts),
+        "-e",
+        "DRIFTLOOP_MODEL_NAME=iris",
+        "-e",
+        "DRIFTLOOP_ARTIFACT_URI=file:///artifacts/models/iris/v1",
+        "-e",
+        "DRIFTLOOP_ARTIFACT_SHA256=" + "0" * 64,
+        image,
+        "serve",
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "refusing to serve" in proc.stderr

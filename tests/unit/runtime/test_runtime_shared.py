@@ -1,0 +1,68 @@
+"""The shared sliding window."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from driftloop_runtime.shared import SharedState
+
+
+def test_ring_keeps_last_rows(tmp_path: Path) -> None:
+    s = SharedState(str(tmp_path / "w"), columns=2, window=5, pred_capacity=8)
+    for i in range(7):
+        assert s.record(np.array([[i, -i]], dtype=float), f"id{i}", np.array([float(i)]))
+    snap = s.snapshot()
+    assert snap.window_total == 7
+    assert sorted(snap.window[:, 0].tolist()) == [2, 3, 4, 5, 6]
+    big = np.arange(24, dtype=float).reshape(12, 2)
+    s.record(big, "big", None)
+    assert sorted(s.snapshot().window[:, 0].tolist()) == [14, 16, 18, 20, 22]
+
+
+def test_predictions_by_id(tmp_path: Path) -> None:
+    s = SharedState(str(tmp_path / "w"), columns=1, window=4, pred_capacity=8)
+    s.record(np.zeros((3, 1)), "a", np.array([1.0, 2.0, 3.0]))
+    s.record(np.zeros((2, 1)), "b", np.array([7.0, 8.0]))
+    got = s.lookup("a", consume=False)
+    assert got is not None
+    assert got.tolist() == [1.0, 2.0, 3.0]
+    assert s.lookup("a") is not None
+    assert s.lookup("a") is None  # consumed
+    assert s.lookup("zzz") is None
+    s.add_feedback(np.array([[1.0, 1.0], [2.0, 0.0]]))
+    assert s.snapshot().feedback.shape == (2, 2)
+
+
+def test_row_buffer_batches_into_the_shared_window(tmp_path: Path) -> None:
+    from driftloop_runtime.shared import RowBuffer, id_hash
+
+    s = SharedState(str(tmp_path / "w"), columns=2, window=100)
+    buf = RowBuffer(s, max_items=4)
+    for i in range(3):
+        buf.add(np.array([[float(i)]]), np.array([float(i)]), id_hash(f"r{i}"), 1)
+    assert s.snapshot().window_total == 0  # staged, not yet shared
+    buf.flush()
+    assert s.snapshot().window_total == 3
+    assert sorted(s.snapshot().window[:, 0].tolist()) == [0.0, 1.0, 2.0]
+    buf.add(np.zeros((5, 1)), np.zeros(5), id_hash("big"), 5)
+    for i in range(3):
+        buf.add(np.array([[float(i)]]), np.array([float(i)]), id_hash(f"s{i}"), 1)
+    assert s.snapshot().window_total == 11  # 4 pending requests: flushed by add()
+    got = s.lookup("r1")
+    assert got is not None
+    assert got.tolist() == [1.0]
+
+
+def test_runtime_imports_no_kubernetes_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, driftloop_runtime.__main__, driftloop_runtime.train, "
+        "driftloop_runtime.serve, driftloop_runtime.app, driftloop_runtime.model;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('kopf', 'kubernetes')];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
