@@ -5,11 +5,12 @@
 #   hack/prometheus.sh down              stop it
 #   hack/prometheus.sh url               print the URL
 #
-# Pods are discovered with kubernetes_sd_configs (role: pod) through the given
-# kubeconfig and kept when annotated prometheus.io/scrape=true - the annotations
-# driftloop's serving pods carry.  Each target gets `namespace` and `pod` labels,
-# as the Prometheus Operator adds them.  Scrape and evaluation interval: 2s, so
-# the drift loop reacts in seconds in tests and the demo.
+# Debian builds Prometheus without kubernetes_sd_configs, so pods are discovered
+# with file_sd_configs: a small loop (hack/prometheus-sd.py) lists running pods
+# annotated prometheus.io/scrape=true - as driftloop's serving pods are - through
+# the given kubeconfig every 2s and writes the target file.  Each target gets
+# `namespace` and `pod` labels, as the Prometheus Operator adds them.  Scrape and
+# evaluation interval: 2s, so the drift loop reacts in seconds in tests and the demo.
 set -euo pipefail
 
 STATE=${DRIFTLOOP_STATE:-/var/lib/driftloop-cluster}
@@ -18,7 +19,8 @@ PORT=${DRIFTLOOP_PROMETHEUS_PORT:-19090}
 SCRAPE_INTERVAL=${DRIFTLOOP_SCRAPE_INTERVAL:-2s}
 URL="http://127.0.0.1:$PORT"
 
-running() { [[ -f $DIR/pid ]] && kill -0 "$(cat "$DIR/pid")" 2>/dev/null; }
+running() { [[ -f $DIR/${2:-pid} ]] && kill -0 "$(cat "$DIR/${2:-pid}")" 2>/dev/null; }
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 install() {
   command -v prometheus >/dev/null && return
@@ -41,27 +43,9 @@ global:
   evaluation_interval: $SCRAPE_INTERVAL
 scrape_configs:
   - job_name: kubernetes-pods
-    kubernetes_sd_configs:
-      - role: pod
-        kubeconfig_file: $kubeconfig
-    relabel_configs:
-      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
-        action: keep
-        regex: "true"
-      - source_labels: [__meta_kubernetes_pod_phase]
-        action: drop
-        regex: (Succeeded|Failed)
-      - source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port]
-        regex: ([^:]+)(?::\d+)?;(\d+)
-        replacement: \$1:\$2
-        target_label: __address__
-      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
-        regex: (.+)
-        target_label: __metrics_path__
-      - source_labels: [__meta_kubernetes_namespace]
-        target_label: namespace
-      - source_labels: [__meta_kubernetes_pod_name]
-        target_label: pod
+    file_sd_configs:
+      - files: [$DIR/targets.json]
+        refresh_interval: 2s
 YAML
   promtool check config "$DIR/prometheus.yml.new" >/dev/null
   mv "$DIR/prometheus.yml.new" "$DIR/prometheus.yml"
@@ -71,6 +55,15 @@ up() {
   local kubeconfig=${1:-${KUBECONFIG:-$STATE/kubeconfig}}
   install
   write_config "$(readlink -f "$kubeconfig")"
+  [[ -f $DIR/targets.json ]] || echo '[]' >"$DIR/targets.json"
+  if ! running x sd.pid; then
+    # shellcheck source=versions.env
+    source "$HERE/versions.env"
+    local kubectl=${DRIFTLOOP_KUBECTL:-${DRIFTLOOP_CACHE:-$HOME/.cache/driftloop}/k8s-v$K8S_VERSION/bin/kubectl}
+    nohup python3 "$HERE/prometheus-sd.py" "$kubectl" "$(readlink -f "$kubeconfig")" "$DIR/targets.json" \
+      >"$DIR/sd.log" 2>&1 &
+    echo $! >"$DIR/sd.pid"
+  fi
   if running; then
     kill -HUP "$(cat "$DIR/pid")"  # reload the config
   else
@@ -89,6 +82,8 @@ up() {
 }
 
 down() {
+  if running x sd.pid; then kill "$(cat "$DIR/sd.pid")"; fi
+  rm -f "$DIR/sd.pid"
   if running; then
     kill "$(cat "$DIR/pid")"
     for _ in $(seq 1 40); do running || break; sleep 0.25; done

@@ -10,15 +10,24 @@ import requests
 
 from tests.support.data import infer_request
 
-#: Iris feature means and spreads, for synthetic live traffic.
-_MEANS = np.array([5.84, 3.06, 3.76, 1.20])
-_STDS = np.array([0.83, 0.43, 1.76, 0.76])
+_IRIS: np.ndarray | None = None
+
+
+def _iris() -> np.ndarray:
+    global _IRIS
+    if _IRIS is None:
+        from sklearn.datasets import load_iris
+
+        _IRIS = np.asarray(load_iris().data, dtype=float)
+    return _IRIS
 
 
 def rows(n: int, shift: float = 0.0, seed: int | None = None) -> list[list[float]]:
+    """Live inputs drawn like the training data (iris rows plus a little noise), shifted."""
     rng = np.random.default_rng(seed)
-    sample = rng.normal(_MEANS, _STDS, size=(n, 4)) + shift
-    return [[round(float(v), 3) for v in row] for row in np.clip(sample, 0.1, None)]
+    data = _iris()
+    sample = data[rng.integers(0, len(data), size=n)] + rng.normal(0, 0.05, size=(n, 4)) + shift
+    return [[round(float(v), 3) for v in row] for row in sample]
 
 
 def send(
