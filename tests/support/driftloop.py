@@ -329,8 +329,15 @@ def operator(
     if proc.process is None:
         proc.start()
     Kubectl(kubeconfig)(
-        "delete", ",".join(f"{p}.{GROUP}" for p in PLURALS.values()), "--all", "-n", namespace,
-        "--wait=true", "--timeout=90s", check=False, timeout=120,
+        "delete",
+        ",".join(f"{p}.{GROUP}" for p in PLURALS.values()),
+        "--all",
+        "-n",
+        namespace,
+        "--wait=true",
+        "--timeout=90s",
+        check=False,
+        timeout=120,
     )
     proc.stop()
     if os.environ.get("DRIFTLOOP_SHOW_OPERATOR_LOG"):

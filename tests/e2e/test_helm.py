@@ -1,0 +1,206 @@
+"""`helm install` with the operator in-cluster, under the chart's ServiceAccount.
+
+The operator pod runs the operator image with exactly the RBAC the chart grants,
+so a missing rule fails the example flow here.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.cluster import VERSIONS, Kubectl, wait_for
+from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
+from tests.support.driftloop import GROUP, PLURALS, VERSION, condition, wait_cr
+from tests.support.helm import CHART, helm, values_file
+
+pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.helm]
+
+
+def _image(name: str) -> dict[str, str]:
+    repository, tag = VERSIONS[name].rsplit(":", 1)
+    return {"repository": repository, "tag": tag}
+
+
+class Release:
+    def __init__(self, kubectl: Kubectl, kubeconfig: str, namespace: str) -> None:
+        self.name = f"dl-{uuid.uuid4().hex[:6]}"
+        self.namespace = namespace
+        self.kubectl = kubectl
+        self.kubeconfig = kubeconfig
+
+    def helm(self, *args: str) -> str:
+        return helm(*args, "--kubeconfig", self.kubeconfig)
+
+    def install(self, values: dict[str, Any], verb: str = "install") -> None:
+        with tempfile.TemporaryDirectory(prefix="driftloop-helm-") as tmp:
+            self.helm(
+                verb,
+                self.name,
+                str(CHART),
+                "--namespace",
+                self.namespace,
+                "--create-namespace",
+                "--wait",
+                "--timeout",
+                "3m",
+                "--values",
+                str(values_file(values, Path(tmp))),
+            )
+
+    def service_account(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.name}-driftloop"
+
+    def can(self, verb: str, resource: str, namespace: str) -> bool:
+        result = self.kubectl(
+            "auth",
+            "can-i",
+            verb,
+            resource,
+            "-n",
+            namespace,
+            f"--as={self.service_account()}",
+            check=False,
+        )
+        return result.stdout.strip() == "yes"
+
+    def operator_log(self) -> str:
+        return self.kubectl(
+            "logs",
+            "-n",
+            self.namespace,
+            "-l",
+            f"app.kubernetes.io/instance={self.name}",
+            "--tail=200",
+            check=False,
+        ).stdout
+
+
+def _values(watch: list[str]) -> dict[str, Any]:
+    return {
+        "crds": {"enabled": False},  # the suite applies crds/ itself (see tests/cluster)
+        "image": {**_image("OPERATOR_IMAGE"), "pullPolicy": "IfNotPresent"},
+        "runtime": {"image": {**_image("RUNTIME_IMAGE"), "pullPolicy": "IfNotPresent"}},
+        "artifacts": {"pvc": {"create": False}},  # the test makes a hostPath-backed claim
+        "watchNamespaces": watch,
+        "logFormat": "plain",
+    }
+
+
+@pytest.fixture
+def release(kubectl: Kubectl, kubeconfig: str, crds: None) -> Iterator[Release]:
+    rel = Release(kubectl, kubeconfig, f"dl-system-{uuid.uuid4().hex[:6]}")
+    yield rel
+    try:
+        print(rel.operator_log()[-5000:])
+        rel.helm(
+            "uninstall", rel.name, "--namespace", rel.namespace, "--wait", "--ignore-not-found"
+        )
+    finally:
+        kubectl("delete", "namespace", rel.namespace, "--wait=false", check=False)
+
+
+def test_helm_install_runs_the_example_flow(
+    release: Release, custom: Any, kubectl: Kubectl, namespace: str, stage: Any
+) -> None:
+    release.install(_values([]))
+    stage("data/iris.csv", iris_csv())
+    for manifest in (
+        dataset_manifest("iris", "/artifacts/data/iris.csv"),
+        training_run_manifest("iris-1", "iris"),
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Deployment",
+            "metadata": {"name": "iris"},
+            "spec": {"model": {"name": "iris"}},
+        },
+    ):
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURALS[manifest["kind"]], manifest
+        )
+    served = wait_cr(
+        custom,
+        namespace,
+        "Deployment",
+        "iris",
+        lambda o: (
+            (o.get("status") or {}).get("servingVersion") == 1
+            and condition(o).get("status") == "True"
+        ),
+        timeout=600,
+    )
+    assert served["status"]["servingModelVersion"] == "iris-v1"
+    pods = kubectl.json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=iris")
+    ip = next(p["status"]["podIP"] for p in pods["items"] if p["status"].get("podIP"))
+    answer = requests.post(
+        f"http://{ip}:8080/v2/models/iris/infer",
+        json=infer_request([[5.1, 3.5, 1.4, 0.2]]),
+        timeout=10,
+    )
+    assert answer.json()["outputs"][0]["data"] == ["setosa"]
+
+    # An upgrade keeps it working; an uninstall leaves nothing of the release behind.
+    release.install({**_values([]), "logFormat": "json"}, verb="upgrade")
+    wait_for(
+        lambda: (
+            kubectl.json(
+                "get",
+                "deployment",
+                "-n",
+                release.namespace,
+                "-l",
+                f"app.kubernetes.io/instance={release.name}",
+            )["items"][0]["status"].get("readyReplicas")
+            == 1
+        ),
+        timeout=180,
+        what="upgraded operator ready",
+    )
+    release.helm("uninstall", release.name, "--namespace", release.namespace, "--wait")
+    leftovers = kubectl(
+        "get",
+        "all,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings,configmaps",
+        "-A",
+        "-l",
+        f"app.kubernetes.io/instance={release.name}",
+        "-o",
+        "name",
+    ).stdout.strip()
+    assert leftovers == ""
+    # CRDs are kept (crds.keep) and so is everything the users made.
+    assert kubectl("get", "crd", f"modelversions.{GROUP}", check=False).returncode == 0
+
+
+def test_namespaced_install_cannot_touch_other_namespaces(
+    release: Release, custom: Any, kubectl: Kubectl, namespace: str, artifact_store: str
+) -> None:
+    other = f"dl-other-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", other)
+    try:
+        release.install(_values([namespace]))
+        assert release.can("create", "jobs.batch", namespace)
+        assert release.can("patch", f"deployments.{GROUP}", namespace)
+        for verb, resource in [
+            ("create", "jobs.batch"),
+            ("list", f"datasets.{GROUP}"),
+            ("get", "secrets"),
+            ("create", "deployments.apps"),
+        ]:
+            assert not release.can(verb, resource, other), f"{verb} {resource} in {other}"
+        # The watched namespace is reconciled; the other is not.
+        for ns in (namespace, other):
+            custom.create_namespaced_custom_object(
+                GROUP, VERSION, ns, "datasets", dataset_manifest("d", "/artifacts/data/missing.csv")
+            )
+        wait_cr(custom, namespace, "Dataset", "d", lambda o: bool(condition(o)), timeout=180)
+        untouched = custom.get_namespaced_custom_object(GROUP, VERSION, other, "datasets", "d")
+        assert "status" not in untouched
+        assert not untouched["metadata"].get("finalizers")
+    finally:
+        kubectl("delete", "namespace", other, "--wait=false", check=False)
