@@ -91,6 +91,10 @@ images: ## build the runtime and operator images (and load them into the cluster
 bench-serving: venv ## our model server vs MLServer, side by side
 	$(PY) bench/serving.py
 
+.PHONY: bench-reconcile
+bench-reconcile: venv cluster-up images ## reconcile latency vs the built-in Job controller
+	$(PY) bench/reconcile_latency.py
+
 .PHONY: demo
 demo: venv cluster-up images ## the whole loop on the embedded cluster: data, train, serve, drift, retrain, promote
 	hack/prometheus.sh up >/dev/null
