@@ -25,11 +25,22 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the dev virtualenv (.venv)
 
 .PHONY: test
-test: venv crds-check chart-check test-unit test-cluster test-e2e ## run every test suite (unit, cluster, e2e)
+test: venv crds-check chart-check test-unit test-docker test-cluster test-e2e ## run every test suite (unit, cluster, e2e)
 
 .PHONY: test-unit
-test-unit: venv ## fast tests, no cluster
+test-unit: venv tools ## fast tests, no cluster
 	$(PYTEST) tests/unit -q
+
+.PHONY: test-docker
+test-docker: venv images ## the runtime image trains and serves under docker run
+	$(PYTEST) tests/docker -m docker -q
+
+# promtool checks the metrics exposition in unit tests; wrk drives the serving benchmark.
+.PHONY: tools
+tools:
+	@command -v promtool >/dev/null && command -v wrk >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends prometheus wrk >/dev/null; }
 
 .PHONY: test-cluster
 test-cluster: venv cluster-up images ## tests against the embedded cluster (or $KUBECONFIG)
@@ -88,7 +99,7 @@ images: ## build the runtime and operator images (and load them into the cluster
 	hack/images.sh build-all
 
 .PHONY: bench-serving
-bench-serving: venv ## our model server vs MLServer, side by side
+bench-serving: venv tools ## our model server vs MLServer, side by side
 	$(PY) bench/serving.py
 
 .PHONY: bench-reconcile

@@ -131,7 +131,7 @@ cleanup_network() {
   iptables -w -F DRIFTLOOP-FWD 2>/dev/null || true
   iptables -w -X DRIFTLOOP-FWD 2>/dev/null || true
   # kube-proxy removes its own KUBE-* chains.
-  [[ -x "${BIN}/kube-proxy" ]] && "${BIN}/kube-proxy" --cleanup --proxy-mode=iptables >/dev/null 2>&1 || true
+  if [[ -x "${BIN}/kube-proxy" ]]; then "${BIN}/kube-proxy" --cleanup --proxy-mode=iptables >/dev/null 2>&1 || true; fi
   # Whatever kube-proxy left, the kubelet's own chains (KUBE-FIREWALL, KUBE-KUBELET-CANARY,
   # KUBE-IPTABLES-HINT) and the CNI portmap/bridge chains (CNI-*).
   purge_chains KUBE-
@@ -200,7 +200,7 @@ ensure_pki() {
 
 # write_kubeconfig FILE CERTNAME [SERVER]
 write_kubeconfig() {
-  local file=$1 cert=$2 server=${3:-https://127.0.0.1:${API_PORT}}
+  local file=$1 cert=$2 server=${3:-https://${NODE_IP}:${API_PORT}}
   local tmp="${file}.tmp"
   cat > "$tmp" <<EOF
 apiVersion: v1
@@ -475,7 +475,7 @@ EOF
 cluster_ready() {
   pid_of etcd >/dev/null && pid_of kube-apiserver >/dev/null && pid_of kube-controller-manager >/dev/null &&
     pid_of kube-scheduler >/dev/null && pid_of containerd >/dev/null && pid_of kubelet >/dev/null &&
-    pid_of kube-proxy >/dev/null && https_ok "https://127.0.0.1:${API_PORT}/readyz" >/dev/null 2>&1 &&
+    pid_of kube-proxy >/dev/null && https_ok "https://${NODE_IP}:${API_PORT}/readyz" >/dev/null 2>&1 &&
     kc get node "${NODE_NAME}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
 }
 
@@ -513,10 +513,10 @@ cmd_up() {
     --unsafe-no-fsync --snapshot-count 10000 --log-level warn
   wait_for "etcd healthy" etcd http_ok http://127.0.0.1:2381/health
 
-  # --- kube-apiserver ---
+  # --- kube-apiserver: on the bridge address only, never on the machine's own interfaces ---
   start kube-apiserver "${BIN}/kube-apiserver" \
     --etcd-servers=http://127.0.0.1:2379 \
-    --bind-address=0.0.0.0 --secure-port=${API_PORT} --advertise-address="${NODE_IP}" \
+    --bind-address="${NODE_IP}" --secure-port=${API_PORT} --advertise-address="${NODE_IP}" \
     --tls-cert-file="${PKI}/apiserver.crt" --tls-private-key-file="${PKI}/apiserver.key" \
     --client-ca-file="${PKI}/ca.crt" \
     --kubelet-client-certificate="${PKI}/apiserver-kubelet-client.crt" \
@@ -530,7 +530,7 @@ cmd_up() {
     --enable-admission-plugins=NodeRestriction \
     --admission-control-config-file="${CFG}/admission.yaml" \
     --allow-privileged=true --profiling=false --v=1
-  wait_for "kube-apiserver /readyz" kube-apiserver https_ok "https://127.0.0.1:${API_PORT}/readyz"
+  wait_for "kube-apiserver /readyz" kube-apiserver https_ok "https://${NODE_IP}:${API_PORT}/readyz"
 
   # --- controllers and scheduler (all default controllers; SA tokens need the key + root CA) ---
   start kube-controller-manager "${BIN}/kube-controller-manager" \
@@ -623,7 +623,7 @@ cmd_down() {
   done
   sleep 0.5
   for cg in /sys/fs/cgroup/*/kubepods; do
-    [[ -d "$cg" ]] && find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    if [[ -d "$cg" ]]; then find "$cg" -depth -type d -exec rmdir {} + 2>/dev/null || true; fi
   done
   # Volume mounts the kubelet left (projected SA tokens are tmpfs), then runtime state.
   unmount_under "${STATE}/kubelet"
@@ -653,7 +653,7 @@ cmd_status() {
   for c in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
     if pid="$(pid_of "$c")"; then printf '%-24s running (pid %s)\n' "$c" "$pid"; else printf '%-24s stopped\n' "$c"; fi
   done
-  if [[ -f "${KUBECONFIG_OUT}" ]] && https_ok "https://127.0.0.1:${API_PORT}/readyz" >/dev/null 2>&1; then
+  if [[ -f "${KUBECONFIG_OUT}" ]] && https_ok "https://${NODE_IP}:${API_PORT}/readyz" >/dev/null 2>&1; then
     kc get nodes -o wide || true
   fi
 }

@@ -54,7 +54,7 @@ cmd_load() {
 
 cmd_down() {
   ensure_kind
-  exists && "$KIND" delete cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG_PATH" || true
+  if exists; then "$KIND" delete cluster --name "$CLUSTER" --kubeconfig "$KUBECONFIG_PATH"; fi
 }
 
 case "${1:-}" in

@@ -21,7 +21,10 @@ import time
 def targets(kubectl: str, kubeconfig: str) -> list[dict[str, object]]:
     out = subprocess.run(
         [kubectl, "--kubeconfig", kubeconfig, "get", "pods", "-A", "-o", "json"],
-        capture_output=True, text=True, check=True, timeout=20,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=20,
     ).stdout
     groups = []
     for pod in json.loads(out)["items"]:
@@ -32,14 +35,16 @@ def targets(kubectl: str, kubeconfig: str) -> list[dict[str, object]]:
         if not status.get("podIP") or meta.get("deletionTimestamp"):
             continue
         port = notes.get("prometheus.io/port", "80")
-        groups.append({
-            "targets": [f"{status['podIP']}:{port}"],
-            "labels": {
-                "namespace": meta["namespace"],
-                "pod": meta["name"],
-                "__metrics_path__": notes.get("prometheus.io/path", "/metrics"),
-            },
-        })
+        groups.append(
+            {
+                "targets": [f"{status['podIP']}:{port}"],
+                "labels": {
+                    "namespace": meta["namespace"],
+                    "pod": meta["name"],
+                    "__metrics_path__": notes.get("prometheus.io/path", "/metrics"),
+                },
+            }
+        )
     return groups
 
 

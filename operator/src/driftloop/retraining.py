@@ -26,13 +26,17 @@ def default_query(namespace: str, deployment: str, method: str, version: int | N
     return f"max({contract.METRIC_FEATURE_DRIFT}{{{selector}}})"
 
 
-def effective_triggers(
-    triggers: Sequence[Trigger], default_threshold: float = 0.2
-) -> list[Trigger]:
-    """The user's triggers, or one default drift trigger (PSI > 0.2 for 1m)."""
+def effective_triggers(triggers: Sequence[Trigger], method: str) -> list[Trigger]:
+    """The user's triggers, or one default drift trigger held for 1m.
+
+    Its threshold is the method's Evidently-style default: 0.1 for PSI,
+    Jensen-Shannon and Wasserstein; 0.95 for KS and chi2, whose score is
+    1 - p-value (so p < 0.05).
+    """
     if triggers:
         return list(triggers)
-    return [Trigger(name=DEFAULT_TRIGGER, threshold=default_threshold)]
+    threshold = contract.DRIFT_THRESHOLDS[contract.DriftMethod(method)]
+    return [Trigger(name=DEFAULT_TRIGGER, threshold=threshold)]
 
 
 def crossed(value: float, trigger: Trigger) -> bool:

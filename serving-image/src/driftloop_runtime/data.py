@@ -74,10 +74,11 @@ def read_source_bytes(uri: str) -> bytes:
             try:
                 with fsspec.open(uri, "rb") as fh:
                     data = fh.read(MAX_SOURCE_BYTES + 1)
-            except ImportError as exc:
+            except ImportError as exc:  # deterministic: the image lacks s3fs
                 raise RuntimeFailureError(
                     contract.REASON_DATA_UNAVAILABLE,
                     f"s3:// sources need the s3fs package: {exc}",
+                    exit_code=contract.EXIT_INVALID_INPUT,
                 ) from exc
         else:
             raise RuntimeFailureError(

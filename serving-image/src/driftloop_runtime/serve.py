@@ -2,12 +2,13 @@
 
 Process model: the master verifies the artifact (sha256 of every file against
 the manifest and of the model against $DRIFTLOOP_ARTIFACT_SHA256), loads it
-with an explicit skops trusted-type list, binds the listening socket and the
+with an explicit skops trusted-type list, reserves the port and creates the
 shared drift window, then forks DRIFTLOOP_WORKERS uvicorn workers (uvloop +
-httptools) that accept on the same socket.  Nothing listens before the model is
-loaded, so readiness implies a loaded model.  SIGTERM/SIGINT: the master
-forwards SIGTERM, each worker stops accepting, finishes in-flight requests and
-exits; the master exits 0 when all are gone.  A worker that dies is replaced.
+httptools), each listening on its own SO_REUSEPORT socket on that port.
+Nothing listens before the model is loaded, so readiness implies a loaded model.
+SIGTERM/SIGINT: the master forwards SIGTERM, each worker stops accepting,
+finishes in-flight requests and exits; the master exits 0 when all are gone.
+A worker that dies is replaced.
 """
 
 from __future__ import annotations
@@ -37,14 +38,32 @@ def _limit_threads() -> None:
         os.environ.setdefault(var, "1")
 
 
-def _bind(host: str, port: int) -> socket.socket:
+REUSEPORT = hasattr(socket, "SO_REUSEPORT")
+
+
+def _bind(host: str, port: int, *, reuseport: bool, listen: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuseport:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    if listen:
+        sock.listen(2048)
     return sock
+
+
+def _worker_socket(master: socket.socket, cfg: Any) -> socket.socket:
+    """The socket a worker accepts on.
+
+    With SO_REUSEPORT every worker listens on its own socket bound to the master's
+    port and the kernel spreads new connections evenly over them (a shared socket
+    lets whichever worker wakes first take most keep-alive connections, which
+    leaves the other cores idle).  Without it, the master's shared socket.
+    """
+    if not REUSEPORT or cfg.workers == 1:
+        return master
+    return _bind(cfg.host, master.getsockname()[1], reuseport=True, listen=True)
 
 
 def _run_worker(app_factory: Any, sock: socket.socket, cfg: Any) -> None:
@@ -120,7 +139,10 @@ def _serve(cfg: Any, state_dir: str, prom_dir: str) -> int:
         )
     model.attach(shared)
     try:
-        sock = _bind(cfg.host, cfg.port)
+        # With several workers the master only reserves the port (bound, not listening);
+        # each worker listens on its own SO_REUSEPORT socket (see _worker_socket).
+        multi = REUSEPORT and cfg.workers > 1
+        sock = _bind(cfg.host, cfg.port, reuseport=multi, listen=not multi)
     except OSError as exc:
         log.error("refusing to serve: cannot listen on %s:%s: %s", cfg.host, cfg.port, exc)
         return EXIT_REFUSED
@@ -163,7 +185,7 @@ def _supervise(factory: Any, sock: socket.socket, cfg: Any, prom_dir: str) -> in
             code = 0
             try:
                 signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-                _run_worker(factory, sock, cfg)
+                _run_worker(factory, _worker_socket(sock, cfg), cfg)
             except BaseException:
                 log.exception("worker crashed")
                 code = 1

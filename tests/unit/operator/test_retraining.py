@@ -29,8 +29,10 @@ def test_default_query_filters_deployment_method_and_version() -> None:
 
 
 def test_default_trigger() -> None:
-    (trigger,) = retraining.effective_triggers([])
-    assert (trigger.name, trigger.threshold, trigger.for_) == ("drift", 0.2, "1m")
+    (trigger,) = retraining.effective_triggers([], "psi")
+    assert (trigger.name, trigger.threshold, trigger.for_) == ("drift", 0.1, "1m")
+    (ks,) = retraining.effective_triggers([], "ks")
+    assert ks.threshold == 0.95  # the KS score is 1 - p-value
 
 
 def test_trigger_fires_only_after_holding_for_its_duration() -> None:

@@ -42,7 +42,7 @@ def evaluate_retraining(
     observations: list[dict[str, Any]] = []
     serving = status.fields.get("servingVersion", current.get("servingVersion"))
     errors: list[PrometheusError] = []
-    for trigger in retraining.effective_triggers(policy.triggers):
+    for trigger in retraining.effective_triggers(policy.triggers, str(spec.monitoring.method)):
         before = previous.get(trigger.name)
         if not retraining.due(before, policy.interval, ctx.now):
             observations.append(dict(before or {}))
