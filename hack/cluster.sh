@@ -665,9 +665,19 @@ cmd_load_image() {
   "${HACK_DIR}/images.sh" load "$@"
 }
 
+# Serialise commands that change the cluster: two concurrent `up`s (pytest + make) must
+# not both start etcd; the second waits and then finds everything running.
+lock_state() {
+  need_root
+  mkdir -p "${STATE}"
+  exec 8>"${STATE}/.lock"
+  flock 8
+}
+
 main() {
   local cmd=${1:-}
   shift || true
+  case "$cmd" in up | down | purge | load-image) lock_state ;; esac
   case "$cmd" in
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;

@@ -29,7 +29,8 @@ LOGS="${STATE}/logs"
 DOCKER_SOCK=/var/run/docker.sock
 # Debian's docker CLI (20.10, same as the engine) has BuildKit built in; a newer CLI
 # earlier in PATH (e.g. /usr/local/bin/docker 28.x) insists on the buildx plugin.
-DOCKER="${DOCKER:-$([[ -x /usr/bin/docker ]] && echo /usr/bin/docker || echo docker)}"
+# Resolved in cmd_engine, after docker.io is installed (a fresh machine has only the other CLI).
+DOCKER="${DOCKER:-}"
 # The embedded cluster's containerd (hack/cluster.sh); NOT dockerd's own containerd.
 CTRD_SOCK="/run/driftloop-containerd/containerd.sock"
 
@@ -52,8 +53,12 @@ ensure_packages() {
 docker_up() { "${DOCKER}" info >/dev/null 2>&1; }
 
 cmd_engine() {
-  if docker_up; then return 0; fi
   ensure_packages docker.io containerd runc
+  if [[ -z "${DOCKER}" ]]; then
+    DOCKER=docker
+    [[ -x /usr/bin/docker ]] && DOCKER=/usr/bin/docker
+  fi
+  if docker_up; then return 0; fi
   mkdir -p "${LOGS}"
   log "starting dockerd (storage-driver vfs; log ${LOGS}/dockerd.log)"
   # vfs: works on any filesystem and inside this VM. No bridge/iptables: docker only

@@ -87,7 +87,7 @@ def test_reapplying_user_manifests_shows_no_drift(
         assert diff.returncode == 0, f"{path.name} drifted:\n{diff.stdout}"
         kubectl(*apply, "-f", str(path))
     for path in examples:
-        after = kubectl.json("get", "-n", namespace, "-f", str(path))
+        after = kubectl.json("get", "--show-managed-fields", "-n", namespace, "-f", str(path))
         assert after["spec"] == before[path.name]["spec"]
         assert after["metadata"]["generation"] == before[path.name]["metadata"]["generation"] == 1
         managers = {
