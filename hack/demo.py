@@ -14,7 +14,9 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from tests.support.driftloop import (  # noqa: E402
     get_cr,
     stage_file,
 )
+from tests.support.helm import CHART, helm, values_file  # noqa: E402
 from tests.support.traffic import send  # noqa: E402
 
 NAMESPACE = os.environ.get("DEMO_NAMESPACE", "driftloop-demo")
@@ -116,41 +119,117 @@ def main() -> int:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     pv = create_artifact_store(api, NAMESPACE)
 
-    say("starting the operator (python -m driftloop, watching the demo namespace)")
-    log = open(REPO / ".demo-operator.log", "wb")  # noqa: SIM115 - lives as long as the process
-    operator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "driftloop",
-            "--namespace",
-            NAMESPACE,
-            "--metrics-port",
-            "0",
-            "--liveness",
-            "",
-        ],
-        env={
-            **os.environ,
-            "KUBECONFIG": kubeconfig,
-            "DRIFTLOOP_RUNTIME_IMAGE": image,
-            "DRIFTLOOP_POLL_INTERVAL": "2",
-            "DRIFTLOOP_PROMETHEUS_URL": prometheus,
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    stop = start_operator(api, kubeconfig, kubectl, prometheus, image)
     try:
         run_story(api, custom, kubectl, image)
     finally:
-        operator.send_signal(signal.SIGTERM)
-        operator.wait(timeout=30)
         if not os.environ.get("KEEP"):
+            # While the operator runs, so it can lift its finalizers.
+            kubectl(
+                "delete",
+                ",".join(f"{p}.{GROUP}" for p in PLURALS.values()),
+                "--all",
+                "-n",
+                NAMESPACE,
+                "--wait=true",
+                "--timeout=90s",
+                check=False,
+                timeout=120,
+            )
+            stop()
             kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
             delete_artifact_store(api, NAMESPACE, pv)
     print_summary()
     return 0
+
+
+def start_operator(
+    api: Any, kubeconfig: str, kubectl: Kubectl, prometheus: str, image: str
+) -> Callable[[], None]:
+    """The operator in-cluster from the chart (default), or DEMO_OPERATOR=local: a subprocess."""
+    if os.environ.get("DEMO_OPERATOR", "helm") == "local":
+        say("starting the operator (python -m driftloop, watching the demo namespace)")
+        log = open(REPO / ".demo-operator.log", "wb")  # noqa: SIM115 - closed with the process
+        operator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "driftloop",
+                "--namespace",
+                NAMESPACE,
+                "--metrics-port",
+                "0",
+                "--liveness",
+                "",
+            ],
+            env={
+                **os.environ,
+                "KUBECONFIG": kubeconfig,
+                "DRIFTLOOP_RUNTIME_IMAGE": image,
+                "DRIFTLOOP_POLL_INTERVAL": "2",
+                "DRIFTLOOP_PROMETHEUS_URL": prometheus,
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+        def stop_local() -> None:
+            operator.send_signal(signal.SIGTERM)
+            operator.wait(timeout=30)
+            log.close()
+
+        return stop_local
+
+    # Pods reach the host's Prometheus through the node's address on the pod bridge.
+    node = client.CoreV1Api(api).list_node().items[0]
+    node_ip = next(a.address for a in node.status.addresses if a.type == "InternalIP")
+    port = prometheus.rsplit(":", 1)[-1]
+    values = {
+        "crds": {"enabled": False},  # applied from crds/ above, as a GitOps repo would
+        "image": {"repository": "driftloop/operator", "tag": "dev", "pullPolicy": "IfNotPresent"},
+        "runtime": {"image": {"repository": "driftloop/runtime", "tag": "dev"}},
+        "watchNamespaces": [NAMESPACE],
+        "artifacts": {"pvc": {"create": False}},
+        "prometheus": {"url": f"http://{node_ip}:{port}"},
+        "logFormat": "plain",
+        "extraEnv": [{"name": "DRIFTLOOP_POLL_INTERVAL", "value": "2"}],
+    }
+    say(
+        f"helm install driftloop (operator in-cluster, watching {NAMESPACE}, "
+        f"Prometheus at {values['prometheus']['url']})"
+    )  # type: ignore[index]
+    with tempfile.TemporaryDirectory() as tmp:
+        helm(
+            "upgrade",
+            "--install",
+            "driftloop",
+            str(CHART),
+            "--namespace",
+            "driftloop-system",
+            "--create-namespace",
+            "--wait",
+            "--timeout",
+            "3m",
+            "--kubeconfig",
+            kubeconfig,
+            "--values",
+            str(values_file(values, Path(tmp))),
+        )
+    milestone("install", "operator running under the chart's ServiceAccount")
+
+    def stop_helm() -> None:
+        helm(
+            "uninstall",
+            "driftloop",
+            "--namespace",
+            "driftloop-system",
+            "--wait",
+            "--kubeconfig",
+            kubeconfig,
+        )
+
+    return stop_helm
 
 
 def run_story(api: Any, custom: Any, kubectl: Kubectl, image: str) -> None:
