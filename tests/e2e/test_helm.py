@@ -162,17 +162,30 @@ def test_helm_install_runs_the_example_flow(
         timeout=180,
         what="upgraded operator ready",
     )
+    # Users' objects go first, while the operator can still lift its finalizers.
+    kubectl(
+        "delete",
+        ",".join(f"{p}.{GROUP}" for p in PLURALS.values()),
+        "--all",
+        "-n",
+        namespace,
+        "--wait=true",
+        "--timeout=90s",
+    )
     release.helm("uninstall", release.name, "--namespace", release.namespace, "--wait")
-    leftovers = kubectl(
-        "get",
-        "all,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings,configmaps",
-        "-A",
-        "-l",
-        f"app.kubernetes.io/instance={release.name}",
-        "-o",
-        "name",
-    ).stdout.strip()
-    assert leftovers == ""
+
+    def leftovers() -> str:
+        return kubectl(
+            "get",
+            "all,serviceaccounts,roles,rolebindings,clusterroles,clusterrolebindings,configmaps",
+            "-A",
+            "-l",
+            f"app.kubernetes.io/instance={release.name}",
+            "-o",
+            "name",
+        ).stdout.strip()
+
+    wait_for(lambda: leftovers() == "", timeout=90, what="no objects of the release left")
     # CRDs are kept (crds.keep) and so is everything the users made.
     assert kubectl("get", "crd", f"modelversions.{GROUP}", check=False).returncode == 0
 

@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # every liveness probe
     if args.metrics_port:
         start_http_server(args.metrics_port)
     import driftloop.handlers  # noqa: F401  - registers the handlers
