@@ -403,7 +403,8 @@ start() { # start NAME BINARY ARGS...
   mkdir -p "${RUN}" "${LOGS}"
   basename "$bin" > "${RUN}/${name}.exe"
   # setsid: own session, so it survives the caller (pytest, make) and gets no terminal signals.
-  setsid nohup "$bin" "$@" >>"${LOGS}/${name}.log" 2>&1 < /dev/null &
+  # 8>&-: the daemon must not inherit the state lock (lock_state), or it would hold it forever.
+  setsid nohup "$bin" "$@" >>"${LOGS}/${name}.log" 2>&1 < /dev/null 8>&- &
   echo $! > "${RUN}/${name}.pid"
 }
 
@@ -671,7 +672,10 @@ lock_state() {
   need_root
   mkdir -p "${STATE}"
   exec 8>"${STATE}/.lock"
-  flock 8
+  if ! flock -n 8; then
+    log "another hack/cluster.sh holds ${STATE}/.lock; waiting (a cold build takes minutes)"
+    flock -w 3600 8 || die "gave up waiting for ${STATE}/.lock"
+  fi
 }
 
 main() {

@@ -65,8 +65,9 @@ cmd_engine() {
   # builds images here (builds use --network host), so it never touches the pod
   # network's iptables rules or the FORWARD policy. dockerd starts its own managed
   # containerd under /var/run/docker/containerd, separate from the cluster's.
+  # 8>&- 9>&-: don't let the daemon inherit hack/cluster.sh's or build-k8s.sh's lock fds.
   setsid nohup dockerd --storage-driver=vfs --iptables=false --ip-forward=false --bridge=none \
-    --host "unix://${DOCKER_SOCK}" >>"${LOGS}/dockerd.log" 2>&1 < /dev/null &
+    --host "unix://${DOCKER_SOCK}" >>"${LOGS}/dockerd.log" 2>&1 < /dev/null 8>&- 9>&- &
   local i
   for ((i = 0; i < 120; i++)); do
     docker_up && { log "dockerd ready"; return 0; }
