@@ -117,6 +117,14 @@ def test_happy_path_data_to_prediction(
         timeout=300,
     )
     assert deployment["status"]["url"].endswith("/v2/models/iris")
+    # A server loaded it after checking its digest.
+    wait_cr(
+        custom,
+        namespace,
+        "ModelVersion",
+        "iris-v1",
+        lambda o: o.get("status", {}).get("artifactVerified") is True,
+    )
 
     pod_ip = _predictor_pod_ip(kubectl, namespace, "iris")
     body = infer_request([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])

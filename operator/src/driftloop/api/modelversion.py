@@ -91,5 +91,5 @@ class ModelVersionStatus(StatusBase):
     )
     approval_reason: str | None = Field(default=None, max_length=1024)
     artifact_verified: bool | None = Field(
-        default=None, description="Whether the artifact's digest was checked."
+        default=None, description="Whether a model server has loaded it after checking its digest."
     )

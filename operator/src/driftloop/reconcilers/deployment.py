@@ -180,6 +180,11 @@ def _track_rollout(
             rolloutStarted=None,
         )
         status.condition("Promoted", True, "RolledOut", f"now serving {served.name}")
+        # Ready pods passed the server's digest check: the artifact is verified.
+        meta = target["metadata"]
+        ctx.kube.patch_status(
+            MODEL_VERSION, meta["namespace"], meta["name"], {"artifactVerified": True}
+        )
         status.ready(True, "Serving", f"serving {served.name}")
         what = (
             f"version {previous} -> {served.version}" if previous else f"version {served.version}"
