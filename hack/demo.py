@@ -33,6 +33,7 @@ from tests.support.driftloop import (  # noqa: E402
     VERSION,
     create_artifact_store,
     delete_artifact_store,
+    delete_crs,
     get_cr,
     stage_file,
 )
@@ -125,17 +126,7 @@ def main() -> int:
     finally:
         if not os.environ.get("KEEP"):
             # While the operator runs, so it can lift its finalizers.
-            kubectl(
-                "delete",
-                ",".join(f"{p}.{GROUP}" for p in PLURALS.values()),
-                "--all",
-                "-n",
-                NAMESPACE,
-                "--wait=true",
-                "--timeout=90s",
-                check=False,
-                timeout=120,
-            )
+            delete_crs(kubectl, NAMESPACE)
             stop()
             kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
             delete_artifact_store(api, NAMESPACE, pv)

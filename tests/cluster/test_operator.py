@@ -15,21 +15,15 @@ from tests.support.cluster import Kubectl, wait_for
 from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
 from tests.support.driftloop import (
     GROUP,
-    PLURALS,
     VERSION,
     OperatorProcess,
     condition,
+    create_cr,
     get_cr,
     wait_cr,
 )
 
 pytestmark = pytest.mark.cluster
-
-
-def _create(custom: Any, namespace: str, manifest: dict[str, Any]) -> None:
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURALS[manifest["kind"]], manifest
-    )
 
 
 def _ready(obj: dict[str, Any]) -> bool:
@@ -68,13 +62,13 @@ def test_happy_path_data_to_prediction(
     operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str, stage: Any
 ) -> None:
     stage("data/iris.csv", iris_csv())
-    _create(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
+    create_cr(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
     dataset = wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)
     assert dataset["status"]["rows"] == 150
     assert dataset["status"]["columns"] == 5
     assert dataset["status"]["version"].startswith("sha256:")
 
-    _create(custom, namespace, training_run_manifest("iris-1", "iris"))
+    create_cr(custom, namespace, training_run_manifest("iris-1", "iris"))
     run = wait_cr(
         custom,
         namespace,
@@ -98,7 +92,7 @@ def test_happy_path_data_to_prediction(
     assert mv["spec"]["lineage"]["trainingRun"] == "iris-1"
     assert "ownerReferences" not in mv["metadata"]
 
-    _create(
+    create_cr(
         custom,
         namespace,
         {
@@ -164,24 +158,24 @@ def test_failures_are_conditions_with_reasons(
     operator: OperatorProcess, custom: Any, namespace: str, stage: Any
 ) -> None:
     # A run whose dataset does not exist waits, it does not crash-loop.
-    _create(custom, namespace, training_run_manifest("orphan", "missing"))
+    create_cr(custom, namespace, training_run_manifest("orphan", "missing"))
     orphan = wait_cr(custom, namespace, "TrainingRun", "orphan", _reason("DatasetNotFound"))
     assert orphan["status"]["phase"] == "Pending"
 
     # Bad data fails the Dataset with the rule and column that failed.
     stage("data/nulls.csv", iris_csv(nulls=30))
-    _create(
+    create_cr(
         custom, namespace, dataset_manifest("nulls", "/artifacts/data/nulls.csv", maxNullRatio=0.05)
     )
     bad = wait_cr(custom, namespace, "Dataset", "nulls", _reason("ValidationFailed"), timeout=300)
     assert "maxNullRatio" in condition(bad)["message"]
     assert "sepal_length" in condition(bad)["message"]
     waiting = training_run_manifest("on-bad-data", "nulls")
-    _create(custom, namespace, waiting)
+    create_cr(custom, namespace, waiting)
     wait_cr(custom, namespace, "TrainingRun", "on-bad-data", _reason("DatasetNotReady"))
 
     # A pinned version that does not exist.
-    _create(
+    create_cr(
         custom,
         namespace,
         {
@@ -195,11 +189,11 @@ def test_failures_are_conditions_with_reasons(
 
     # Hyperparameters the estimator does not take fail the run, once, with the reason.
     stage("data/iris.csv", iris_csv())
-    _create(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
+    create_cr(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
     wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)
     bad_params = training_run_manifest("bad-params", "iris")
     bad_params["spec"]["estimator"]["hyperparameters"] = {"n_trees": 3}  # type: ignore[index]
-    _create(custom, namespace, bad_params)
+    create_cr(custom, namespace, bad_params)
     failed = wait_cr(
         custom,
         namespace,
@@ -216,9 +210,9 @@ def test_restart_mid_training_creates_no_duplicates(
     operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str, stage: Any
 ) -> None:
     stage("data/iris.csv", iris_csv(repeat=20))
-    _create(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
+    create_cr(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
     wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)
-    _create(custom, namespace, training_run_manifest("iris-restart", "iris"))
+    create_cr(custom, namespace, training_run_manifest("iris-restart", "iris"))
     wait_cr(
         custom,
         namespace,
@@ -262,7 +256,7 @@ def test_model_version_spec_is_immutable(
             "artifact": {"uri": "file:///artifacts/models/m/x", "sha256": "a" * 64},
         },
     }
-    _create(custom, namespace, manifest)
+    create_cr(custom, namespace, manifest)
     result = kubectl(
         "patch",
         "modelversions.driftloop.dev",

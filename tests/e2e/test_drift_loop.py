@@ -16,10 +16,10 @@ from tests.support.cluster import Kubectl, wait_for
 from tests.support.data import dataset_manifest, iris_csv, training_run_manifest
 from tests.support.driftloop import (
     GROUP,
-    PLURALS,
     VERSION,
     OperatorProcess,
     condition,
+    create_cr,
     get_cr,
     wait_cr,
 )
@@ -27,12 +27,6 @@ from tests.support.traffic import send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 API = f"{GROUP}/{VERSION}"
-
-
-def _create(custom: Any, namespace: str, manifest: dict[str, Any]) -> None:
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURALS[manifest["kind"]], manifest
-    )
 
 
 def _runs(custom: Any, namespace: str, deployment: str) -> list[dict[str, Any]]:
@@ -78,8 +72,8 @@ def _pod_url(kubectl: Kubectl, namespace: str, name: str, version: int) -> str:
 
 def _first_version(custom: Any, namespace: str, stage: Any) -> None:
     stage("data/iris.csv", iris_csv())
-    _create(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
-    _create(custom, namespace, training_run_manifest("iris-1", "iris"))
+    create_cr(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
+    create_cr(custom, namespace, training_run_manifest("iris-1", "iris"))
     wait_cr(
         custom,
         namespace,
@@ -120,7 +114,7 @@ def test_drift_retrains_and_promotes(
     stage: Any,
 ) -> None:
     _first_version(custom, namespace, stage)
-    _create(
+    create_cr(
         custom,
         namespace,
         _deployment(prometheus, triggers=[{"name": "drift", "threshold": 0.25, "for": "6s"}]),
@@ -205,7 +199,7 @@ def test_promotion_policy_rejects_a_worse_model(
     }
     deployment["spec"]["retraining"]["template"]["evaluation"] = {}
     deployment["spec"]["promotion"]["tolerance"] = 0.0
-    _create(custom, namespace, deployment)
+    create_cr(custom, namespace, deployment)
     wait_cr(custom, namespace, "Deployment", "iris", _serving(1), timeout=300)
     rejected = wait_cr(
         custom,
@@ -237,7 +231,7 @@ def test_unready_version_rolls_back(
     _first_version(custom, namespace, stage)
     deployment = _deployment(prometheus, enabled=False)
     deployment["spec"]["promotion"]["rolloutDeadline"] = "20s"
-    _create(custom, namespace, deployment)
+    create_cr(custom, namespace, deployment)
     wait_cr(custom, namespace, "Deployment", "iris", _serving(1), timeout=300)
     url = _pod_url(kubectl, namespace, "iris", 1)
 
@@ -254,7 +248,7 @@ def test_unready_version_rolls_back(
             "artifact": {**v1["spec"]["artifact"], "sha256": "0" * 64},
         },
     }
-    _create(custom, namespace, corrupt)
+    create_cr(custom, namespace, corrupt)
     rolled = wait_cr(
         custom,
         namespace,

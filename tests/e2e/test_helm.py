@@ -17,7 +17,7 @@ import requests
 
 from tests.support.cluster import VERSIONS, Kubectl, wait_for
 from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
-from tests.support.driftloop import GROUP, PLURALS, VERSION, condition, wait_cr
+from tests.support.driftloop import GROUP, PLURALS, VERSION, condition, delete_crs, wait_cr
 from tests.support.helm import CHART, helm, values_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.helm]
@@ -163,15 +163,7 @@ def test_helm_install_runs_the_example_flow(
         what="upgraded operator ready",
     )
     # Users' objects go first, while the operator can still lift its finalizers.
-    kubectl(
-        "delete",
-        ",".join(f"{p}.{GROUP}" for p in PLURALS.values()),
-        "--all",
-        "-n",
-        namespace,
-        "--wait=true",
-        "--timeout=90s",
-    )
+    delete_crs(kubectl, namespace)
     release.helm("uninstall", release.name, "--namespace", release.namespace, "--wait")
 
     def leftovers() -> str:

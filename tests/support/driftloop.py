@@ -72,6 +72,28 @@ def get_cr(custom: Any, namespace: str, kind: str, name: str) -> dict[str, Any] 
         raise
 
 
+def create_cr(custom: Any, namespace: str, manifest: dict[str, Any]) -> None:
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURALS[manifest["kind"]], manifest
+    )
+
+
+def delete_crs(kubectl: Kubectl, namespace: str) -> None:
+    """Delete every driftloop object in ``namespace`` and wait (needs a running operator:
+    it lifts kopf's finalizers)."""
+    kubectl(
+        "delete",
+        ",".join(f"{p}.{GROUP}" for p in PLURALS.values()),
+        "--all",
+        "-n",
+        namespace,
+        "--wait=true",
+        "--timeout=90s",
+        check=False,
+        timeout=120,
+    )
+
+
 def condition(obj: dict[str, Any] | None, type_: str = "Ready") -> dict[str, Any]:
     for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == type_:
@@ -328,17 +350,7 @@ def operator(
     # the namespace can go afterwards instead of hanging in Terminating.
     if proc.process is None:
         proc.start()
-    Kubectl(kubeconfig)(
-        "delete",
-        ",".join(f"{p}.{GROUP}" for p in PLURALS.values()),
-        "--all",
-        "-n",
-        namespace,
-        "--wait=true",
-        "--timeout=90s",
-        check=False,
-        timeout=120,
-    )
+    delete_crs(Kubectl(kubeconfig), namespace)
     proc.stop()
     if os.environ.get("DRIFTLOOP_SHOW_OPERATOR_LOG"):
         print(proc.log()[-20000:])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from driftloop import naming
 from driftloop.api import DeploymentSpec
@@ -32,6 +34,18 @@ class ServedVersion:
     version: int
     artifact_uri: str
     sha256: str
+
+    @classmethod
+    def of(cls, model_version: Mapping[str, Any]) -> ServedVersion:
+        """The served view of a ModelVersion object."""
+        spec = model_version["spec"]
+        return cls(
+            name=model_version["metadata"]["name"],
+            model=spec["model"],
+            version=int(spec["version"]),
+            artifact_uri=spec["artifact"]["uri"],
+            sha256=spec["artifact"]["sha256"],
+        )
 
 
 def selector(owner: Owner) -> dict[str, str]:

@@ -80,13 +80,7 @@ def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
     else:
         status.condition("ModelResolved", True, "Resolved", f"{target['metadata']['name']}")
 
-    served = ServedVersion(
-        name=target["metadata"]["name"],
-        model=spec.model.name,
-        version=int(target["spec"]["version"]),
-        artifact_uri=target["spec"]["artifact"]["uri"],
-        sha256=target["spec"]["artifact"]["sha256"],
-    )
+    served = ServedVersion.of(target)
     predictor = _ensure_predictor(ctx, owner, spec, served)
     rollout = policies.rollout_state(predictor, spec.replicas)
     status.fields.update(
@@ -203,13 +197,7 @@ def _track_rollout(
         status.condition("Promoted", False, "RolloutFailed", message)
         events.append(Event("Warning", "RolledBack", message))
         if serving is not None:
-            old = ServedVersion(
-                name=serving["metadata"]["name"],
-                model=spec.model.name,
-                version=int(serving["spec"]["version"]),
-                artifact_uri=serving["spec"]["artifact"]["uri"],
-                sha256=serving["spec"]["artifact"]["sha256"],
-            )
+            old = ServedVersion.of(serving)
             _ensure_predictor(ctx, owner, spec, old)
             status.fields.update(desiredVersion=old.version, rolloutStarted=None)
             status.ready(True, "RolledBack", message)
