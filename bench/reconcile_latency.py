@@ -9,8 +9,8 @@ returning, until a watch on Jobs sees the run's Job.  A ResourceQuota of zero po
 keeps the Jobs from starting real training, so only the controller's reaction is
 measured.
 
-Peer side, in the same invocation and namespace setup: kube-controller-manager's
-Job controller - we create N Jobs and time until a watch sees their first Pod.  Both
+Peer side, in the same invocation: kube-controller-manager's Job controller - we
+create N Jobs (running the pause image) and time until a watch sees their Pod.  Both
 are "an object appears, a controller creates its child" through the same API server,
 measured the same way.  Runs alternate in batches so background load hits both.
 """
@@ -131,22 +131,19 @@ def main() -> int:
             what="dataset ready",
         )
         # From here on no pod may start: we time controllers, not training.
-        for name in (ns, peer_ns):
-            core.create_namespaced_resource_quota(
-                name, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
-            )
+        core.create_namespaced_resource_quota(
+            ns, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
+        )
         jobs = Watcher(
             batch.list_namespaced_job,
             ns,
             lambda job: (job.metadata.labels or {}).get("driftloop.dev/training-run"),
         )
         pods = Watcher(
-            core.list_namespaced_event,
+            core.list_namespaced_pod,
             peer_ns,
-            lambda ev: ev.involved_object.name if ev.reason == "FailedCreate" else None,
+            lambda pod: (pod.metadata.labels or {}).get("job-name"),
         )
-        # (With a zero-pod quota the Job controller's first pod create is refused and it
-        #  records a FailedCreate event: the moment it reacted.)
         ours: list[float] = []
         peer: list[float] = []
         for start in range(0, args.runs, args.batch):
@@ -181,6 +178,8 @@ def main() -> int:
                 time.sleep(0.05)
             pods.wait(names)
             peer += [pods.seen[n] - sent[n] for n in names]
+            for name in names:  # the peer's pods run pause: clean them up per batch
+                batch.delete_namespaced_job(name, peer_ns, propagation_policy="Background")
             print(f"  {len(ours)}/{args.runs}", file=sys.stderr, flush=True)
         jobs.stop()
         pods.stop()
