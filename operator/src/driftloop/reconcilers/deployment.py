@@ -121,6 +121,8 @@ def _gate(
         return serving
     if spec.model.version is not None:
         return target  # pinned by the user: no policy
+    if int(target["spec"]["version"]) < int(serving["spec"]["version"]):
+        return target  # going back: the user archived or rejected the newer version
     decision = policies.promotion_decision(spec.promotion, target, serving)
     if decision.promote:
         return target
