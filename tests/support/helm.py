@@ -139,5 +139,5 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             ],
         },
     },
-    "minimal-rbac": {"rbac": {"podLogs": False}, "prometheus": {"modelServiceMonitors": False}},
+    "minimal-rbac": {"prometheus": {"modelServiceMonitors": False}},
 }

@@ -106,28 +106,23 @@ per-namespace Roles (watchNamespaces). One comment per rule says why it is neede
 - apiGroups: [driftloop.dev]
   resources: [trainingruns, modelversions]
   verbs: [create]
-# Training and data profiling run as batch/v1 Jobs; a stale or replaced Job is deleted.
+# Training and data profiling run as batch/v1 Jobs (deleted by garbage collection
+# with their owner, never by the operator).
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, create]
 # Training results come back in the Job pod's termination message.
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch]
-{{- if .Values.rbac.podLogs }}
-# Optional (rbac.podLogs): quote the tail of a failed pod's log in the failure message.
-- apiGroups: [""]
-  resources: [pods/log]
-  verbs: [get]
-{{- end }}
-# A driftloop Deployment is served by an apps/v1 Deployment ...
+  verbs: [get, list]
+# A driftloop Deployment is served by an apps/v1 Deployment (server-side applied) ...
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, create, patch]
 # ... behind a Service.
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, list, watch, create, patch, delete]
+  verbs: [get, create]
 # Events on the objects (kopf's handler events, retraining triggers, rollbacks).
 - apiGroups: ["", events.k8s.io]
   resources: [events]
@@ -145,6 +140,6 @@ per-namespace Roles (watchNamespaces). One comment per rule says why it is neede
 # Optional (prometheus.modelServiceMonitors): a ServiceMonitor per served model.
 - apiGroups: [monitoring.coreos.com]
   resources: [servicemonitors]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, create]
 {{- end }}
 {{- end }}

@@ -16,6 +16,8 @@ class OperatorConfig:
     poll_interval: float = 5.0
     watch_namespaces: tuple[str, ...] = field(default=())
     metrics_port: int = 9090
+    #: Create a ServiceMonitor per served model when the Prometheus Operator's CRD exists.
+    model_service_monitors: bool = True
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -31,4 +33,6 @@ class OperatorConfig:
             poll_interval=float(env.get("DRIFTLOOP_POLL_INTERVAL", cls.poll_interval)),
             watch_namespaces=namespaces,
             metrics_port=int(env.get("DRIFTLOOP_METRICS_PORT", cls.metrics_port)),
+            model_service_monitors=env.get("DRIFTLOOP_MODEL_SERVICEMONITORS", "true").lower()
+            not in ("false", "0", "no"),
         )

@@ -33,21 +33,14 @@ NAMESPACED_GRANTS = {
     ),
     ("driftloop.dev", "trainingruns", "create"),
     ("driftloop.dev", "modelversions", "create"),
-    *(("batch", "jobs", v) for v in ("get", "list", "watch", "create", "delete")),
-    *(("", "pods", v) for v in ("get", "list", "watch")),
-    ("", "pods/log", "get"),
-    *(
-        (group, res, v)
-        for group, res in (("apps", "deployments"), ("", "services"))
-        for v in ("get", "list", "watch", "create", "patch", "delete")
-    ),
+    *(("batch", "jobs", v) for v in ("get", "list", "create")),
+    *(("", "pods", v) for v in ("get", "list")),
+    *(("apps", "deployments", v) for v in ("get", "create", "patch")),
+    *(("", "services", v) for v in ("get", "create")),
     *((g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")),
     ("", "secrets", "get"),
     ("", "persistentvolumeclaims", "get"),
-    *(
-        ("monitoring.coreos.com", "servicemonitors", v)
-        for v in ("get", "list", "create", "patch", "delete")
-    ),
+    *(("monitoring.coreos.com", "servicemonitors", v) for v in ("get", "create")),
 }
 CRD_GRANTS = {
     ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")
@@ -242,7 +235,6 @@ def test_cluster_wide_rbac_is_exactly_the_contract() -> None:
 def test_optional_rules_follow_values() -> None:
     (role,) = of_kind(render(VALUE_SETS["minimal-rbac"]), "ClusterRole")
     resources = {resource for _, resource, _ in grants(role)}
-    assert "pods/log" not in resources
     assert "servicemonitors" not in resources
     assert env_of(render(VALUE_SETS["minimal-rbac"]))["DRIFTLOOP_MODEL_SERVICEMONITORS"] == "false"
 

@@ -145,7 +145,7 @@ def _ensure_predictor(
     if existing is None or current.get(naming.ANNOTATION_SPEC_HASH) != digest:
         existing = ctx.kube.apply(manifest)
         ctx.kube.create(builders.predictor_service(owner))
-        if _has_crd(ctx, SERVICE_MONITOR_CRD):
+        if ctx.config.model_service_monitors and _has_crd(ctx, SERVICE_MONITOR_CRD):
             ctx.kube.create(builders.service_monitor(owner))
     return existing
 
