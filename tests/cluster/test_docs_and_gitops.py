@@ -96,3 +96,19 @@ def test_reapplying_user_manifests_shows_no_drift(
             if m.get("subresource") != "status" and "f:spec" in m.get("fieldsV1", {})
         }
         assert managers == {"gitops"}, f"{path.name}: spec also managed by {managers - {'gitops'}}"
+
+
+def test_kubectl_ux(kubectl: Kubectl, namespace: str, crds: None) -> None:
+    """`kubectl get driftloop` lists all four kinds; `kubectl explain` shows field docs."""
+    for path in sorted((DOCS / "examples").glob("0*.yaml")):
+        kubectl("apply", "-n", namespace, "-f", str(path))
+    listed = kubectl("get", "driftloop", "-n", namespace).stdout
+    for kind in (
+        "dataset.driftloop.dev/iris",
+        "trainingrun.driftloop.dev/iris-rf-1",
+        "deployment.driftloop.dev/iris",
+    ):
+        assert kind in listed, listed
+    assert "READY" in listed
+    explained = kubectl("explain", "deployment.driftloop.dev.spec.retraining.cooldown").stdout
+    assert "Minimum time between two retraining runs." in explained
