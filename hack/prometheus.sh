@@ -20,6 +20,7 @@ SCRAPE_INTERVAL=${DRIFTLOOP_SCRAPE_INTERVAL:-2s}
 URL="http://127.0.0.1:$PORT"
 
 running() { [[ -f $DIR/${2:-pid} ]] && kill -0 "$(cat "$DIR/${2:-pid}")" 2>/dev/null; }
+ready() { curl -fsS "$URL/-/ready" >/dev/null 2>&1; }
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 install() {
@@ -60,20 +61,23 @@ up() {
     # shellcheck source=versions.env
     source "$HERE/versions.env"
     local kubectl=${DRIFTLOOP_KUBECTL:-${DRIFTLOOP_CACHE:-$HOME/.cache/driftloop}/k8s-v$K8S_VERSION/bin/kubectl}
-    nohup python3 "$HERE/prometheus-sd.py" "$kubectl" "$(readlink -f "$kubeconfig")" "$DIR/targets.json" \
+    setsid nohup python3 "$HERE/prometheus-sd.py" "$kubectl" "$(readlink -f "$kubeconfig")" "$DIR/targets.json" \
       >"$DIR/sd.log" 2>&1 &
     echo $! >"$DIR/sd.pid"
   fi
-  if running; then
-    kill -HUP "$(cat "$DIR/pid")"  # reload the config
+  if ready; then
+    # Whoever started it, reuse it: reload the (re)written config.
+    curl -fsS -X POST "$URL/-/reload" >/dev/null
   else
-    nohup prometheus --config.file="$DIR/prometheus.yml" --storage.tsdb.path="$DIR/data" \
+    if running; then kill "$(cat "$DIR/pid")"; sleep 1; fi
+    # setsid: a server of its own, not ended with the shell or test run that started it.
+    setsid nohup prometheus --config.file="$DIR/prometheus.yml" --storage.tsdb.path="$DIR/data" \
       --storage.tsdb.retention.time=2h --web.listen-address="0.0.0.0:$PORT" \
       --web.enable-lifecycle >"$DIR/prometheus.log" 2>&1 &
     echo $! >"$DIR/pid"
   fi
   for _ in $(seq 1 60); do
-    if curl -fsS "$URL/-/ready" >/dev/null 2>&1; then echo "$URL"; return; fi
+    if ready; then echo "$URL"; return; fi
     sleep 0.5
   done
   echo "prometheus did not become ready; see $DIR/prometheus.log" >&2
