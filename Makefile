@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the dev virtualenv (.venv)
 
 .PHONY: test
-test: venv crds-check chart-check test-unit test-docker test-cluster test-e2e ## run every test suite (unit, cluster, e2e)
+test: venv lint crds-check chart-check test-unit test-docker test-cluster test-e2e ## run every test suite (unit, cluster, e2e)
 
 .PHONY: test-unit
 test-unit: venv tools ## fast tests, no cluster
