@@ -37,6 +37,17 @@ def _reason(reason: str) -> Any:
     return lambda obj: condition(obj).get("reason") == reason
 
 
+def _metrics(operator: OperatorProcess) -> str:
+    return requests.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5).text
+
+
+def _operator_metric(operator: OperatorProcess, series: str) -> float:
+    for line in _metrics(operator).splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
 def _predictor_pod_ip(kubectl: Kubectl, namespace: str, name: str) -> str:
     pods = kubectl.json(
         "get",
@@ -131,6 +142,18 @@ def test_happy_path_data_to_prediction(
         ).status_code
         == 400
     )
+
+    # The operator's own metrics; a settled object costs no more status PATCHes.
+    reconciles = 'driftloop_operator_reconciles_total{kind="Dataset",result="ok"}'
+    patches = 'driftloop_operator_status_patches_total{kind="Dataset"}'
+    assert 'driftloop_operator_objects{kind="Deployment",phase="Serving"} 1.0' in _metrics(operator)
+    seen, before = _operator_metric(operator, reconciles), _operator_metric(operator, patches)
+    wait_for(
+        lambda: _operator_metric(operator, reconciles) >= seen + 2,
+        timeout=60,
+        what="two more Dataset reconciles (timer)",
+    )
+    assert _operator_metric(operator, patches) == before
 
     # Deleting the Deployment CR garbage-collects the serving Deployment and Service.
     custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "deployments", "iris")
