@@ -21,13 +21,13 @@ from driftloop.api import DATASET, DEPLOYMENT, GROUP, MODEL_VERSION, TRAINING_RU
 from driftloop.config import OperatorConfig
 from driftloop.kube import Kube, load_config
 from driftloop.reconcilers import (
+    Context,
     Reconciler,
     reconcile_dataset,
     reconcile_deployment,
     reconcile_model_version,
     reconcile_training_run,
 )
-from driftloop.reconcilers._outcome import Context
 
 log = logging.getLogger("driftloop")
 _state: dict[str, Any] = {}

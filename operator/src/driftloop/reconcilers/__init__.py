@@ -6,13 +6,14 @@ returns an :class:`Outcome` - the status it wants and the events to post.  The
 kopf handlers apply the outcome, so these functions never touch kopf.
 """
 
-from ._outcome import Event, Outcome, Reconciler
+from ._outcome import Context, Event, Outcome, Reconciler
 from .dataset import reconcile_dataset
 from .deployment import reconcile_deployment
 from .modelversion import reconcile_model_version
 from .trainingrun import reconcile_training_run
 
 __all__ = [
+    "Context",
     "Event",
     "Outcome",
     "Reconciler",
