@@ -43,11 +43,11 @@ tools:
 	    --no-install-recommends prometheus wrk >/dev/null; }
 
 .PHONY: test-cluster
-test-cluster: venv cluster-up images ## tests against the embedded cluster (or $KUBECONFIG)
+test-cluster: venv cluster-images ## tests against the embedded cluster (or $KUBECONFIG)
 	$(PYTEST) tests/cluster -q
 
 .PHONY: test-e2e
-test-e2e: venv cluster-up images ## the full loop with a real Prometheus
+test-e2e: venv cluster-images ## the full loop with a real Prometheus
 	$(PYTEST) tests/e2e -q
 
 .PHONY: lint
@@ -94,6 +94,12 @@ cluster-down: ## stop the embedded cluster
 cluster-smoke: venv cluster-up ## smoke-test the embedded cluster
 	$(PYTEST) tests/cluster/test_smoke.py -q
 
+.PHONY: cluster-images
+# Separate from `images`: make runs a target once per invocation, and images built
+# before the cluster was up (test-docker) still have to be loaded into its node.
+cluster-images: cluster-up ## build (cached) and load the images into the running cluster
+	hack/images.sh build-all
+
 .PHONY: images
 images: ## build the runtime and operator images (and load them into the cluster)
 	hack/images.sh build-all
@@ -103,10 +109,10 @@ bench-serving: venv tools ## our model server vs MLServer, side by side
 	$(PY) bench/serving.py
 
 .PHONY: bench-reconcile
-bench-reconcile: venv cluster-up images ## reconcile latency vs the built-in Job controller
+bench-reconcile: venv cluster-images ## reconcile latency vs the built-in Job controller
 	$(PY) bench/reconcile_latency.py
 
 .PHONY: demo
-demo: venv cluster-up images ## the whole loop on the embedded cluster: data, train, serve, drift, retrain, promote
+demo: venv cluster-images ## the whole loop on the embedded cluster: data, train, serve, drift, retrain, promote
 	hack/prometheus.sh up >/dev/null
 	$(PY) hack/demo.py
