@@ -110,5 +110,7 @@ def test_kubectl_ux(kubectl: Kubectl, namespace: str, crds: None) -> None:
     ):
         assert kind in listed, listed
     assert "READY" in listed
-    explained = kubectl("explain", "deployment.driftloop.dev.spec.retraining.cooldown").stdout
+    explained = kubectl(
+        "explain", "deployment.spec.retraining.cooldown", "--api-version=driftloop.dev/v1alpha1"
+    ).stdout
     assert "Minimum time between two retraining runs." in explained
