@@ -6,6 +6,7 @@ speaks).  Creates are idempotent: 409 AlreadyExists returns the existing object.
 
 from __future__ import annotations
 
+import base64
 import builtins
 import logging
 from collections.abc import Callable, Mapping
@@ -46,6 +47,15 @@ class Kube:
         if isinstance(obj, dict):
             return obj
         return self.api.sanitize_for_serialization(obj)  # type: ignore[no-any-return,no-untyped-call]
+
+    def _read(self, call: Callable[..., Any], *args: str) -> Obj | None:
+        """``call(*args)`` as a plain dict, or None when the object does not exist."""
+        try:
+            return self._plain(call(*args))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
 
     def _ops(self, manifest: Mapping[str, Any]) -> tuple[Callable[..., Any], Callable[..., Any]]:
         """(create, read) callables for a manifest's kind."""
@@ -123,16 +133,9 @@ class Kube:
     # ----------------------------------------------------------- custom kinds
 
     def get(self, kind: KindInfo, namespace: str, name: str) -> Obj | None:
-        try:
-            return self._plain(
-                self.custom.get_namespaced_custom_object(
-                    GROUP, VERSION, namespace, kind.plural, name
-                )
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self._read(
+            self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, kind.plural, name
+        )
 
     def list(self, kind: KindInfo, namespace: str, selector: str = "") -> builtins.list[Obj]:
         result = self.custom.list_namespaced_custom_object(
@@ -154,44 +157,24 @@ class Kube:
     # --------------------------------------------------------------- builtins
 
     def get_job(self, namespace: str, name: str) -> Obj | None:
-        try:
-            return self._plain(self.batch.read_namespaced_job(name, namespace))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self._read(self.batch.read_namespaced_job, name, namespace)
 
     def list_pods(self, namespace: str, selector: str) -> builtins.list[Obj]:
         pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
         return list(self._plain(pods).get("items", []))
 
     def get_deployment(self, namespace: str, name: str) -> Obj | None:
-        try:
-            return self._plain(self.apps.read_namespaced_deployment(name, namespace))
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        return self._read(self.apps.read_namespaced_deployment, name, namespace)
 
     def pvc_exists(self, namespace: str, name: str) -> bool:
-        try:
-            self.core.read_namespaced_persistent_volume_claim(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        return (
+            self._read(self.core.read_namespaced_persistent_volume_claim, name, namespace)
+            is not None
+        )
 
     def secret_value(self, namespace: str, name: str, key: str) -> str | None:
-        import base64
-
-        try:
-            secret = self.core.read_namespaced_secret(name, namespace)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        data = (secret.data or {}).get(key)
+        secret = self._read(self.core.read_namespaced_secret, name, namespace)
+        data = ((secret or {}).get("data") or {}).get(key)
         return base64.b64decode(data).decode() if data else None
 
     def crd_exists(self, name: str) -> bool:

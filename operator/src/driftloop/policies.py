@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -24,6 +24,7 @@ from driftloop.api import (
 from driftloop_runtime import contract
 
 Obj = Mapping[str, Any]
+ResultT = TypeVar("ResultT", contract.TrainResult, contract.ProfileResult)
 
 
 # --------------------------------------------------------------------------- #
@@ -83,22 +84,22 @@ def termination_message(pods: Iterable[Obj], container: str) -> str | None:
     return best[1] if best else None
 
 
-def parse_train_result(message: str | None) -> contract.TrainResult | None:
+def _parse(model: type[ResultT], message: str | None) -> ResultT | None:
+    """A runtime result from a termination message; None when absent or garbled."""
     if not message:
         return None
     try:
-        return contract.TrainResult.model_validate(json.loads(message))
+        return model.model_validate(json.loads(message))
     except (ValueError, ValidationError):
         return None
+
+
+def parse_train_result(message: str | None) -> contract.TrainResult | None:
+    return _parse(contract.TrainResult, message)
 
 
 def parse_profile_result(message: str | None) -> contract.ProfileResult | None:
-    if not message:
-        return None
-    try:
-        return contract.ProfileResult.model_validate(json.loads(message))
-    except (ValueError, ValidationError):
-        return None
+    return _parse(contract.ProfileResult, message)
 
 
 def failure_text(

@@ -142,16 +142,21 @@ def predictor_deployment(
     }
 
 
+def _predictor_metadata(owner: Owner) -> Manifest:
+    """Metadata of the predictor's Service and ServiceMonitor (one name, one label set)."""
+    return metadata(
+        naming.predictor(owner.name),
+        owner,
+        owner.namespace,
+        labels("predictor", owner.name, **{naming.LABEL_DEPLOYMENT: owner.name}),
+    )
+
+
 def predictor_service(owner: Owner) -> Manifest:
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(
-            naming.predictor(owner.name),
-            owner,
-            owner.namespace,
-            labels("predictor", owner.name, **{naming.LABEL_DEPLOYMENT: owner.name}),
-        ),
+        "metadata": _predictor_metadata(owner),
         "spec": {
             "type": "ClusterIP",
             "selector": selector(owner),
@@ -172,12 +177,7 @@ def service_monitor(owner: Owner, interval: str = "15s") -> Manifest:
     return {
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": metadata(
-            naming.predictor(owner.name),
-            owner,
-            owner.namespace,
-            labels("predictor", owner.name, **{naming.LABEL_DEPLOYMENT: owner.name}),
-        ),
+        "metadata": _predictor_metadata(owner),
         "spec": {
             "selector": {"matchLabels": {naming.LABEL_DEPLOYMENT: owner.name}},
             "endpoints": [
