@@ -29,12 +29,13 @@ from tests.support.cluster import EMBEDDED_KUBECONFIG, VERSIONS, Kubectl, wait_f
 from tests.support.data import dataset_manifest, iris_csv, training_run_manifest  # noqa: E402
 from tests.support.driftloop import (  # noqa: E402
     GROUP,
-    PLURALS,
     VERSION,
     create_artifact_store,
+    create_cr,
     delete_artifact_store,
     delete_crs,
     get_cr,
+    ready_predictor_url,
     stage_file,
 )
 from tests.support.helm import CHART, helm, values_file  # noqa: E402
@@ -68,33 +69,6 @@ def wait_status(
         interval=1,
         what=what,
     )
-
-
-def create(custom: Any, manifest: dict[str, Any]) -> None:
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, PLURALS[manifest["kind"]], manifest
-    )
-
-
-def ready_pod_url(kubectl: Kubectl, version: int) -> str:
-    def find() -> str | None:
-        pods = kubectl.json(
-            "get",
-            "pods",
-            "-n",
-            NAMESPACE,
-            "-l",
-            f"app.kubernetes.io/instance=iris,driftloop.dev/model-version={version}",
-        )
-        for pod in pods["items"]:
-            if any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in pod["status"].get("conditions", [])
-            ):
-                return f"http://{pod['status']['podIP']}:8080/v2/models/iris/infer"
-        return None
-
-    return wait_for(find, timeout=180, what=f"a ready pod serving version {version}")  # type: ignore[no-any-return]
 
 
 def main() -> int:
@@ -226,13 +200,13 @@ def start_operator(
 def run_story(api: Any, custom: Any, kubectl: Kubectl, image: str) -> None:
     say("staging iris.csv (150 rows) on the artifact volume")
     stage_file(api, NAMESPACE, image, "data/iris.csv", iris_csv())
-    create(custom, dataset_manifest("iris", "/artifacts/data/iris.csv"))
+    create_cr(custom, NAMESPACE, dataset_manifest("iris", "/artifacts/data/iris.csv"))
     ds = wait_status(
         custom, "Dataset", "iris", lambda s: s.get("phase") == "Ready", "Dataset ready"
     )
     milestone("data", f"Dataset iris validated: {ds['rows']} rows, {ds['version'][:19]}…")
 
-    create(custom, training_run_manifest("iris-1", "iris"))
+    create_cr(custom, NAMESPACE, training_run_manifest("iris-1", "iris"))
     say("TrainingRun iris-1 → batch/v1 Job running the runtime image")
     run = wait_status(
         custom,
@@ -246,8 +220,9 @@ def run_story(api: Any, custom: Any, kubectl: Kubectl, image: str) -> None:
         f"{run.get('modelVersion')} registered, accuracy {run['metrics'].get('accuracy', 0):.3f}",
     )
 
-    create(
+    create_cr(
         custom,
+        NAMESPACE,
         {
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "Deployment",
@@ -270,7 +245,7 @@ def run_story(api: Any, custom: Any, kubectl: Kubectl, image: str) -> None:
         },
     )
     wait_status(custom, "Deployment", "iris", lambda s: s.get("servingVersion") == 1, "serving v1")
-    url = ready_pod_url(kubectl, 1)
+    url = ready_predictor_url(kubectl, NAMESPACE, "iris", 1, timeout=180)
     milestone("serve", f"Deployment iris serving version 1 at {url}")
 
     say("sending traffic that looks like the training data")
@@ -325,7 +300,7 @@ def run_story(api: Any, custom: Any, kubectl: Kubectl, image: str) -> None:
     status = wait_status(
         custom, "Deployment", "iris", lambda s: s.get("servingVersion") == 2, "promotion"
     )
-    new_url = ready_pod_url(kubectl, 2)
+    new_url = ready_predictor_url(kubectl, NAMESPACE, "iris", 2, timeout=180)
     answers = send(new_url, batches=3, shift=2.5)
     milestone(
         "promote",

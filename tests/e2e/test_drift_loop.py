@@ -21,6 +21,7 @@ from tests.support.driftloop import (
     condition,
     create_cr,
     get_cr,
+    ready_predictor_url,
     wait_cr,
 )
 from tests.support.traffic import send
@@ -46,28 +47,6 @@ def _serving(version: int) -> Any:
         return status.get("servingVersion") == version and condition(obj).get("status") == "True"
 
     return check
-
-
-def _pod_url(kubectl: Kubectl, namespace: str, name: str, version: int) -> str:
-    def find() -> str | None:
-        pods = kubectl.json(
-            "get",
-            "pods",
-            "-n",
-            namespace,
-            "-l",
-            f"app.kubernetes.io/instance={name},driftloop.dev/model-version={version}",
-        )
-        for pod in pods["items"]:
-            ready = any(
-                c["type"] == "Ready" and c["status"] == "True"
-                for c in pod["status"].get("conditions", [])
-            )
-            if ready and not pod["metadata"].get("deletionTimestamp"):
-                return f"http://{pod['status']['podIP']}:8080/v2/models/iris/infer"
-        return None
-
-    return wait_for(find, timeout=120, what=f"ready pod of version {version}")  # type: ignore[no-any-return]
 
 
 def _first_version(custom: Any, namespace: str, stage: Any) -> None:
@@ -120,7 +99,7 @@ def test_drift_retrains_and_promotes(
         _deployment(prometheus, triggers=[{"name": "drift", "threshold": 0.25, "for": "6s"}]),
     )
     wait_cr(custom, namespace, "Deployment", "iris", _serving(1), timeout=300)
-    url = _pod_url(kubectl, namespace, "iris", 1)
+    url = ready_predictor_url(kubectl, namespace, "iris", 1)
 
     # Traffic like the training data: the drift score stays low, nothing retrains.
     send(url, batches=60, shift=0.0)
@@ -156,7 +135,7 @@ def test_drift_retrains_and_promotes(
     # The retrained version passes the policy and replaces version 1 with no downtime.
     promoted = wait_cr(custom, namespace, "Deployment", "iris", _serving(2), timeout=600)
     assert promoted["status"]["previousVersion"] == 1
-    new_url = _pod_url(kubectl, namespace, "iris", 2)
+    new_url = ready_predictor_url(kubectl, namespace, "iris", 2)
     answers = send(new_url, batches=5, shift=2.5)
     assert {a["model_version"] for a in answers} == {"2"}
     mv2 = get_cr(custom, namespace, "ModelVersion", "iris-v2")
@@ -233,7 +212,7 @@ def test_unready_version_rolls_back(
     deployment["spec"]["promotion"]["rolloutDeadline"] = "20s"
     create_cr(custom, namespace, deployment)
     wait_cr(custom, namespace, "Deployment", "iris", _serving(1), timeout=300)
-    url = _pod_url(kubectl, namespace, "iris", 1)
+    url = ready_predictor_url(kubectl, namespace, "iris", 1)
 
     # A version whose artifact does not match its digest: the server refuses to load it.
     v1 = get_cr(custom, namespace, "ModelVersion", "iris-v1")

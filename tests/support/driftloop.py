@@ -94,6 +94,32 @@ def delete_crs(kubectl: Kubectl, namespace: str) -> None:
     )
 
 
+def ready_predictor_url(
+    kubectl: Kubectl, namespace: str, name: str, version: int, timeout: float = 120
+) -> str:
+    """OIP infer URL of a ready, not terminating predictor pod serving ``version``."""
+
+    def find() -> str | None:
+        pods = kubectl.json(
+            "get",
+            "pods",
+            "-n",
+            namespace,
+            "-l",
+            f"app.kubernetes.io/instance={name},driftloop.dev/model-version={version}",
+        )
+        for pod in pods["items"]:
+            ready = any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in pod["status"].get("conditions", [])
+            )
+            if ready and not pod["metadata"].get("deletionTimestamp"):
+                return f"http://{pod['status']['podIP']}:8080/v2/models/iris/infer"
+        return None
+
+    return wait_for(find, timeout=timeout, what=f"a ready pod serving version {version}")  # type: ignore[no-any-return]
+
+
 def condition(obj: dict[str, Any] | None, type_: str = "Ready") -> dict[str, Any]:
     for cond in ((obj or {}).get("status") or {}).get("conditions") or []:
         if cond.get("type") == type_:
