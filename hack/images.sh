@@ -52,6 +52,12 @@ ensure_packages() {
 
 docker_up() { "${DOCKER}" info >/dev/null 2>&1; }
 
+# A socket file outlives a killed containerd (a session or machine that stopped without
+# `hack/cluster.sh down`), so ask the daemon itself rather than test for the file.
+cluster_containerd_up() {
+  [[ -S "${CTRD_SOCK}" ]] && timeout 10 ctr --address "${CTRD_SOCK}" version >/dev/null 2>&1
+}
+
 cmd_engine() {
   ensure_packages docker.io containerd runc
   if [[ -z "${DOCKER}" ]]; then
@@ -187,7 +193,7 @@ cmd_build() { # build NAME DIR [DOCKERFILE]
 
 cmd_load() { # load IMAGE...  (into the embedded cluster's containerd, namespace k8s.io)
   cmd_engine
-  [[ -S "${CTRD_SOCK}" ]] || die "cluster containerd not running (${CTRD_SOCK}); run hack/cluster.sh up"
+  cluster_containerd_up || die "cluster containerd not running (${CTRD_SOCK}); run hack/cluster.sh up"
   local snap=overlayfs
   [[ -f "${STATE}/config/snapshotter" ]] && snap="$(cat "${STATE}/config/snapshotter")"
   local img ref id
@@ -228,7 +234,7 @@ cmd_build_all() {
   else
     log "operator/Dockerfile not present yet: skipping ${OPERATOR_IMAGE}"
   fi
-  if [[ -S "${CTRD_SOCK}" ]]; then cmd_load "${built[@]}"; else log "cluster not running: images not loaded"; fi
+  if cluster_containerd_up; then cmd_load "${built[@]}"; else log "cluster not running: images not loaded"; fi
 }
 
 main() {
