@@ -12,7 +12,13 @@ import pytest
 import requests
 
 from tests.support.cluster import Kubectl, wait_for
-from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
+from tests.support.data import (
+    dataset_manifest,
+    infer_request,
+    iris_csv,
+    model_version_manifest,
+    training_run_manifest,
+)
 from tests.support.driftloop import (
     GROUP,
     VERSION,
@@ -20,6 +26,7 @@ from tests.support.driftloop import (
     condition,
     create_cr,
     get_cr,
+    profile_jobs,
     wait_cr,
 )
 
@@ -229,6 +236,47 @@ def test_failures_are_conditions_with_reasons(
     assert "n_trees" in failed["status"]["failureMessage"]
 
 
+def test_dataset_refresh_records_new_versions_and_drops_old_profiles(
+    operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str, stage: Any
+) -> None:
+    stage("data/iris.csv", iris_csv())
+    manifest = dataset_manifest("iris", "/artifacts/data/iris.csv")
+    manifest["spec"]["refreshInterval"] = "15s"  # type: ignore[index]
+    create_cr(custom, namespace, manifest)
+    first = wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)["status"]
+
+    stage("data/iris.csv", iris_csv(shift=0.5, seed=1))  # the source changes upstream
+    second = wait_cr(
+        custom,
+        namespace,
+        "Dataset",
+        "iris",
+        lambda o: o.get("status", {}).get("version") not in (None, first["version"]),
+        timeout=300,
+    )["status"]
+    assert second["phase"] == "Ready"
+    assert [h["digest"] for h in second["history"][:2]] == [second["version"], first["version"]]
+    events = kubectl.json(
+        "get", "events", "-n", namespace, "--field-selector", "reason=NewVersion"
+    )["items"]
+    assert any(second["version"] in e["message"] for e in events)
+
+    # Refreshes that find the same content add no version; superseded profile Jobs go.
+    def superseded_gone() -> bool:
+        jobs = profile_jobs(kubectl, namespace, "iris")
+        return "iris-profile-g1" not in jobs and len(jobs) <= 2  # the current + a new refresh
+
+    wait_for(
+        superseded_gone,
+        timeout=120,
+        what="the first profile Job deleted",
+    )
+    latest = get_cr(custom, namespace, "Dataset", "iris")
+    assert latest is not None
+    assert latest["status"]["version"] == second["version"]
+    assert len(latest["status"]["history"]) == 2
+
+
 def test_restart_mid_training_creates_no_duplicates(
     operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str, stage: Any
 ) -> None:
@@ -268,18 +316,7 @@ def test_restart_mid_training_creates_no_duplicates(
 def test_model_version_spec_is_immutable(
     operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str
 ) -> None:
-    manifest = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "ModelVersion",
-        "metadata": {"name": "m-v1"},
-        "spec": {
-            "model": "m",
-            "version": 1,
-            "task": "classification",
-            "artifact": {"uri": "file:///artifacts/models/m/x", "sha256": "a" * 64},
-        },
-    }
-    create_cr(custom, namespace, manifest)
+    create_cr(custom, namespace, model_version_manifest("m-v1"))
     result = kubectl(
         "patch",
         "modelversions.driftloop.dev",

@@ -17,7 +17,15 @@ import requests
 
 from tests.support.cluster import VERSIONS, Kubectl, wait_for
 from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
-from tests.support.driftloop import GROUP, PLURALS, VERSION, condition, delete_crs, wait_cr
+from tests.support.driftloop import (
+    GROUP,
+    PLURALS,
+    VERSION,
+    condition,
+    delete_crs,
+    profile_jobs,
+    wait_cr,
+)
 from tests.support.helm import CHART, helm, values_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.helm]
@@ -111,8 +119,10 @@ def test_helm_install_runs_the_example_flow(
 ) -> None:
     release.install(_values([]))
     stage("data/iris.csv", iris_csv())
+    dataset = dataset_manifest("iris", "/artifacts/data/iris.csv")
+    dataset["spec"]["refreshInterval"] = "20s"  # type: ignore[index]
     for manifest in (
-        dataset_manifest("iris", "/artifacts/data/iris.csv"),
+        dataset,
         training_run_manifest("iris-1", "iris"),
         {
             "apiVersion": f"{GROUP}/{VERSION}",
@@ -144,6 +154,13 @@ def test_helm_install_runs_the_example_flow(
         timeout=10,
     )
     assert answer.json()["outputs"][0]["data"] == ["setosa"]
+
+    # A refresh re-profiles the data, and the operator may delete the superseded Job.
+    wait_for(
+        lambda: "iris-profile-g1" not in profile_jobs(kubectl, namespace, "iris"),
+        timeout=180,
+        what="the first profile Job deleted by the operator",
+    )
 
     # An upgrade keeps it working; an uninstall leaves nothing of the release behind.
     release.install({**_values([]), "logFormat": "json"}, verb="upgrade")

@@ -44,6 +44,21 @@ def dataset_manifest(name: str, source: str, **validation: object) -> dict[str, 
     }
 
 
+def model_version_manifest(name: str, model: str = "m", version: int = 1) -> dict[str, object]:
+    """A hand-registered ModelVersion (no TrainingRun behind it)."""
+    return {
+        "apiVersion": "driftloop.dev/v1alpha1",
+        "kind": "ModelVersion",
+        "metadata": {"name": name},
+        "spec": {
+            "model": model,
+            "version": version,
+            "task": "classification",
+            "artifact": {"uri": f"file:///artifacts/models/{model}/x", "sha256": "a" * 64},
+        },
+    }
+
+
 def training_run_manifest(
     name: str, dataset: str, model: str = "iris", **spec: object
 ) -> dict[str, object]:

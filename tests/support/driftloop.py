@@ -78,6 +78,13 @@ def create_cr(custom: Any, namespace: str, manifest: dict[str, Any]) -> None:
     )
 
 
+def profile_jobs(kubectl: Kubectl, namespace: str, dataset: str) -> list[str]:
+    """Names of the profile Jobs the operator runs for ``dataset``."""
+    selector = f"app.kubernetes.io/component=profiling,{GROUP}/dataset={dataset}"
+    jobs = kubectl.json("get", "jobs", "-n", namespace, "-l", selector)
+    return [job["metadata"]["name"] for job in jobs["items"]]
+
+
 def delete_crs(kubectl: Kubectl, namespace: str) -> None:
     """Delete every driftloop object in ``namespace`` and wait (needs a running operator:
     it lifts kopf's finalizers)."""

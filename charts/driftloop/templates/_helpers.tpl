@@ -106,11 +106,12 @@ per-namespace Roles (watchNamespaces). One comment per rule says why it is neede
 - apiGroups: [driftloop.dev]
   resources: [trainingruns, modelversions]
   verbs: [create]
-# Training and data profiling run as batch/v1 Jobs (deleted by garbage collection
-# with their owner, never by the operator).
+# Training and data profiling run as batch/v1 Jobs. Training Jobs go with their
+# TrainingRun (garbage collection); the operator deletes a Dataset's superseded
+# profile Jobs once a newer profile is recorded in status.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, create]
+  verbs: [get, list, create, delete]
 # Training results come back in the Job pod's termination message.
 - apiGroups: [""]
   resources: [pods]

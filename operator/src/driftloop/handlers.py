@@ -19,7 +19,7 @@ import kopf
 from driftloop import conditions, metrics
 from driftloop.api import DATASET, DEPLOYMENT, GROUP, MODEL_VERSION, TRAINING_RUN, VERSION, KindInfo
 from driftloop.config import OperatorConfig
-from driftloop.kube import Kube, load_config
+from driftloop.kube import ConflictError, Kube, load_config
 from driftloop.reconcilers import (
     Context,
     Reconciler,
@@ -66,13 +66,22 @@ def _run(kind: KindInfo, reconcile: Reconciler, body: kopf.Body) -> None:
         raise
     finally:
         metrics.RECONCILE_DURATION.labels(kind.kind).observe(time.perf_counter() - started)
-    metrics.RECONCILES.labels(kind.kind, "ok").inc()
-    metrics.PHASES.set(kind.kind, obj["metadata"]["uid"], outcome.phase)
     patch = conditions.status_patch(obj.get("status") or {}, outcome.status)
     meta = obj["metadata"]
     if patch:
         metrics.STATUS_PATCHES.labels(kind.kind).inc()
-        ctx.kube.patch_status(kind, meta["namespace"], meta["name"], patch)
+        try:
+            # Conditioned on the version this reconcile read: a concurrent writer
+            # (another handler of this object, the Deployment reconciler rejecting a
+            # ModelVersion) wins, and we reconcile again from the newer object.
+            ctx.kube.patch_status(
+                kind, meta["namespace"], meta["name"], patch, meta.get("resourceVersion")
+            )
+        except ConflictError as error:
+            metrics.RECONCILES.labels(kind.kind, "conflict").inc()
+            raise kopf.TemporaryError(str(error), delay=1) from error
+    metrics.RECONCILES.labels(kind.kind, "ok").inc()
+    metrics.PHASES.set(kind.kind, meta["uid"], outcome.phase)
     for event in outcome.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 

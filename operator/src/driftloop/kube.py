@@ -30,6 +30,10 @@ def load_config() -> None:
         config.load_kube_config()  # type: ignore[no-untyped-call]
 
 
+class ConflictError(Exception):
+    """A write conditioned on a resourceVersion found a newer object."""
+
+
 class Kube:
     """Typed entry points for the few calls the operator makes."""
 
@@ -99,31 +103,19 @@ class Kube:
                 raise
         return self._plain(read(name=meta["name"], namespace=meta["namespace"])), False
 
-    def apply(self, manifest: Obj) -> Obj:
-        """Server-side apply: idempotent, touches only the fields we own."""
-        api_version, kind = manifest["apiVersion"], manifest["kind"]
+    def apply_deployment(self, manifest: Obj) -> Obj:
+        """Server-side apply of an apps/v1 Deployment: touches only the fields we own.
+
+        Apply rather than create, so that a new model version or a changed spec rolls
+        the predictor in place, while fields owned by others (an HPA's replicas, a
+        user's annotations) survive.
+        """
         meta = manifest["metadata"]
-        kwargs = {
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "body": manifest,
-            "field_manager": FIELD_MANAGER,
-            "force": True,
-            "_content_type": "application/apply-patch+yaml",
-        }
-        if (api_version, kind) == ("apps/v1", "Deployment"):
-            return self._plain(self.apps.patch_namespaced_deployment(**kwargs))
-        if (api_version, kind) == ("v1", "Service"):
-            return self._plain(self.core.patch_namespaced_service(**kwargs))
-        group, version = api_version.split("/")
         return self._plain(
-            self.custom.patch_namespaced_custom_object(
-                group,
-                version,
-                meta["namespace"],
-                kind.lower() + "s",
-                meta["name"],
-                manifest,
+            self.apps.patch_namespaced_deployment(
+                name=meta["name"],
+                namespace=meta["namespace"],
+                body=manifest,
                 field_manager=FIELD_MANAGER,
                 force=True,
                 _content_type="application/apply-patch+yaml",
@@ -143,21 +135,49 @@ class Kube:
         )
         return list(self._plain(result).get("items", []))
 
-    def patch_status(self, kind: KindInfo, namespace: str, name: str, patch: Obj) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP,
-            VERSION,
-            namespace,
-            kind.plural,
-            name,
-            {"status": patch},
-            field_manager=FIELD_MANAGER,
-        )
+    def patch_status(
+        self,
+        kind: KindInfo,
+        namespace: str,
+        name: str,
+        patch: Obj,
+        resource_version: str | None = None,
+    ) -> None:
+        """Merge-patch the status subresource.
+
+        With ``resource_version`` the patch applies only to that exact object
+        version (optimistic concurrency): a status computed from a stale read
+        fails with :class:`ConflictError` instead of overwriting a newer write.
+        """
+        body: dict[str, Any] = {"status": patch}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, kind.plural, name, body, field_manager=FIELD_MANAGER
+            )
+        except ApiException as error:
+            if error.status == 409:
+                message = f"{kind.kind} {namespace}/{name} changed since it was read"
+                raise ConflictError(message) from error
+            raise
 
     # --------------------------------------------------------------- builtins
 
     def get_job(self, namespace: str, name: str) -> Obj | None:
         return self._read(self.batch.read_namespaced_job, name, namespace)
+
+    def list_jobs(self, namespace: str, selector: str) -> builtins.list[Obj]:
+        jobs = self.batch.list_namespaced_job(namespace, label_selector=selector)
+        return list(self._plain(jobs).get("items", []))
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and, in the background, its pods; a missing Job is fine."""
+        try:
+            self.batch.delete_namespaced_job(name, namespace, propagation_policy="Background")
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
     def list_pods(self, namespace: str, selector: str) -> builtins.list[Obj]:
         pods = self.core.list_namespaced_pod(namespace, label_selector=selector)

@@ -68,6 +68,16 @@ def job_outcome(job: Obj) -> JobOutcome:
     return JobOutcome(finished=False, reason="JobRunning")
 
 
+def superseded_jobs(jobs: Iterable[Obj], owner_uid: str, current: str) -> list[str]:
+    """Names of ``owner_uid``'s Jobs other than ``current``: older profiles to delete."""
+    return sorted(
+        job["metadata"]["name"]
+        for job in jobs
+        if job["metadata"]["name"] != current
+        and any(ref.get("uid") == owner_uid for ref in job["metadata"].get("ownerReferences") or [])
+    )
+
+
 def termination_message(pods: Iterable[Obj], container: str) -> str | None:
     """The newest termination message of ``container`` among a Job's pods."""
     best: tuple[str, str] | None = None

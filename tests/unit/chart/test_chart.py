@@ -33,7 +33,7 @@ NAMESPACED_GRANTS = {
     ),
     ("driftloop.dev", "trainingruns", "create"),
     ("driftloop.dev", "modelversions", "create"),
-    *(("batch", "jobs", v) for v in ("get", "list", "create")),
+    *(("batch", "jobs", v) for v in ("get", "list", "create", "delete")),
     *(("", "pods", v) for v in ("get", "list")),
     *(("apps", "deployments", v) for v in ("get", "create", "patch")),
     *(("", "services", v) for v in ("get", "create")),

@@ -47,6 +47,25 @@ def test_termination_message_takes_the_newest_attempt() -> None:
     assert policies.termination_message([], "train") is None
 
 
+def _job(name: str, *owners: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "ownerReferences": [{"uid": uid} for uid in owners]}}
+
+
+def test_superseded_jobs_are_the_owners_other_jobs() -> None:
+    jobs = [
+        _job("ds-profile-g1", "uid-1"),
+        _job("ds-profile-g2-r1", "uid-1"),
+        _job("ds-profile-g2-r2", "uid-1"),
+        _job("ds-profile-g1-other", "uid-0"),  # a deleted namesake's, left to the GC
+        _job("unowned"),
+    ]
+    assert policies.superseded_jobs(jobs, "uid-1", current="ds-profile-g2-r2") == [
+        "ds-profile-g1",
+        "ds-profile-g2-r1",
+    ]
+    assert policies.superseded_jobs(jobs[:1], "uid-1", current="ds-profile-g1") == []
+
+
 def test_parse_results_tolerate_garbage() -> None:
     assert policies.parse_train_result("not json") is None
     assert policies.parse_train_result('{"unexpected": 1}') is None

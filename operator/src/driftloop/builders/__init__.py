@@ -7,7 +7,7 @@ No I/O: unit-tested with golden YAML.
 from .common import Owner
 from .registry import model_version, retraining_run
 from .serving import predictor_deployment, predictor_service, service_monitor
-from .training import profile_job, training_job
+from .training import profile_job, profile_jobs_selector, training_job
 
 __all__ = [
     "Owner",
@@ -15,6 +15,7 @@ __all__ = [
     "predictor_deployment",
     "predictor_service",
     "profile_job",
+    "profile_jobs_selector",
     "retraining_run",
     "service_monitor",
     "training_job",

@@ -127,6 +127,14 @@ def training_job(
     )
 
 
+PROFILING = "profiling"
+
+
+def profile_jobs_selector(dataset: str) -> str:
+    """Label selector matching every profile Job of one Dataset."""
+    return f"{naming.LABEL_COMPONENT}={PROFILING},{naming.LABEL_DATASET}={dataset}"
+
+
 def profile_job(
     owner: Owner,
     spec: DatasetSpec,
@@ -141,7 +149,7 @@ def profile_job(
             contract.ARTIFACT_MOUNT, owner.name, owner.uid, generation, refresh
         ),
     )
-    lbls = labels("profiling", owner.name, **{naming.LABEL_DATASET: owner.name})
+    lbls = labels(PROFILING, owner.name, **{naming.LABEL_DATASET: owner.name})
     return _job(
         name=naming.profile_job(owner.name, generation, refresh),
         owner=owner,

@@ -24,6 +24,18 @@ def refresh_window(spec: DatasetSpec, created: str, now: datetime) -> int:
     return max(0, int((now - start).total_seconds() // max(interval, 1.0)))
 
 
+def _delete_superseded_profiles(ctx: Context, body: Obj, keep: str) -> None:
+    """Drop the profile Jobs of earlier generations and refresh windows.
+
+    Their results are in status already; without this a Dataset refreshed hourly
+    would keep 24 Jobs (and their pods) a day until it is deleted.
+    """
+    meta = body["metadata"]
+    jobs = ctx.kube.list_jobs(meta["namespace"], builders.profile_jobs_selector(meta["name"]))
+    for name in policies.superseded_jobs(jobs, meta["uid"], keep):
+        ctx.kube.delete_job(meta["namespace"], name)
+
+
 def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -90,6 +102,7 @@ def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
             history=history[:HISTORY_LIMIT],
         )
         status.ready(True, "Validated", f"{result.rows} rows, {result.columns} columns, {digest}")
+        _delete_superseded_profiles(ctx, body, keep=job_name)
         if not conditions.is_true(previous):
             events.append(Event("Normal", "Validated", f"{result.rows} rows, version {digest}"))
         return status.outcome(events, DatasetPhase.ready)

@@ -143,7 +143,7 @@ def _ensure_predictor(
     existing = ctx.kube.get_deployment(owner.namespace, manifest["metadata"]["name"])
     current = ((existing or {}).get("metadata") or {}).get("annotations") or {}
     if existing is None or current.get(naming.ANNOTATION_SPEC_HASH) != digest:
-        existing = ctx.kube.apply(manifest)
+        existing = ctx.kube.apply_deployment(manifest)
         ctx.kube.create(builders.predictor_service(owner))
         if ctx.config.model_service_monitors and _has_crd(ctx, SERVICE_MONITOR_CRD):
             ctx.kube.create(builders.service_monitor(owner))
