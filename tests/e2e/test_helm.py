@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
-from tests.support.cluster import VERSIONS, Kubectl, wait_for
+from tests.support.cluster import REPO, VERSIONS, Kubectl, wait_for
 from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
 from tests.support.driftloop import (
     GROUP,
@@ -226,3 +227,44 @@ def test_namespaced_install_cannot_touch_other_namespaces(
         assert not untouched["metadata"].get("finalizers")
     finally:
         kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_chart_takes_over_existing_crds_and_keeps_them(release: Release, kubectl: Kubectl) -> None:
+    """crds.enabled=true on a cluster whose CRDs were applied with kubectl (as here).
+
+    Helm adopts objects that carry its ownership metadata; the chart then owns CRDs
+    identical to crds/, and `helm uninstall` keeps them (crds.keep).
+    """
+    crds = [f"{plural}.{GROUP}" for plural in PLURALS.values()]
+    ownership = [
+        f"meta.helm.sh/release-name={release.name}",
+        f"meta.helm.sh/release-namespace={release.namespace}",
+    ]
+    try:
+        for crd in crds:
+            kubectl("label", "crd", crd, "app.kubernetes.io/managed-by=Helm", "--overwrite")
+            kubectl("annotate", "crd", crd, *ownership, "--overwrite")
+        release.install({**_values([]), "crds": {"enabled": True, "keep": True}})
+        for crd in crds:
+            installed = kubectl.json("get", "crd", crd)
+            assert installed["metadata"]["labels"]["app.kubernetes.io/instance"] == release.name
+            assert installed["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+            expected = yaml.safe_load((REPO / "crds" / f"{crd}.yaml").read_text())
+            assert [v["schema"] for v in installed["spec"]["versions"]] == [
+                v["schema"] for v in expected["spec"]["versions"]
+            ]
+        release.helm("uninstall", release.name, "--namespace", release.namespace, "--wait")
+        for crd in crds:
+            assert kubectl("get", "crd", crd, check=False).returncode == 0, f"{crd} was deleted"
+    finally:  # hand the CRDs back to kubectl, as the rest of the suite expects
+        for crd in crds:
+            kubectl("label", "crd", crd, "app.kubernetes.io/managed-by-", check=False)
+            kubectl(
+                "annotate",
+                "crd",
+                crd,
+                "meta.helm.sh/release-name-",
+                "meta.helm.sh/release-namespace-",
+                "helm.sh/resource-policy-",
+                check=False,
+            )
