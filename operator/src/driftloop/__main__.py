@@ -6,9 +6,26 @@ import argparse
 import asyncio
 import logging
 import os
+import re
+from collections.abc import Sequence
 
 import kopf
 from prometheus_client import start_http_server
+
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
+def operator_settings(namespaces: Sequence[str]) -> kopf.OperatorSettings:
+    """kopf settings for the namespaces the operator serves (empty: cluster-wide).
+
+    Given exact namespace names (not kopf's glob patterns), kopf needs no cluster-wide
+    discovery. Left on, it would list and watch all namespaces, which the chart's
+    namespaced mode does not grant, retrying for about a minute before it falls back.
+    """
+    settings = kopf.OperatorSettings()
+    if namespaces and all(_NAMESPACE_NAME.fullmatch(ns) for ns in namespaces):
+        settings.scanning.disabled = True
+    return settings
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -48,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
 
     asyncio.run(
         kopf.operator(
+            settings=operator_settings(namespaces),
             standalone=True,
             clusterwide=not namespaces,
             namespaces=namespaces,

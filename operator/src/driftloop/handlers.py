@@ -17,7 +17,16 @@ from typing import Any
 import kopf
 
 from driftloop import conditions, metrics
-from driftloop.api import DATASET, DEPLOYMENT, GROUP, MODEL_VERSION, TRAINING_RUN, VERSION, KindInfo
+from driftloop.api import (
+    ALL_KINDS,
+    DATASET,
+    DEPLOYMENT,
+    GROUP,
+    MODEL_VERSION,
+    TRAINING_RUN,
+    VERSION,
+    KindInfo,
+)
 from driftloop.config import OperatorConfig
 from driftloop.kube import ConflictError, Kube, load_config
 from driftloop.reconcilers import (
@@ -49,7 +58,26 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING  # our own Events say what happened
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 8
+    if settings.scanning.disabled:
+        # kopf then resolves our resources once, right after this handler: they must exist.
+        _wait_for_crds(_state["kube"], timeout=CRD_WAIT_SECONDS)
     log.info("driftloop operator configured: %s", config)
+
+
+CRD_WAIT_SECONDS = 120.0
+
+
+def _wait_for_crds(kube: Kube, timeout: float) -> None:
+    names = [kind.crd_name for kind in ALL_KINDS]
+    deadline = time.monotonic() + timeout
+    while missing := [name for name in names if not kube.crd_established(name)]:
+        if time.monotonic() > deadline:
+            raise kopf.PermanentError(
+                f"CustomResourceDefinitions not established after {timeout:.0f}s: "
+                f"{', '.join(missing)}; install crds/ or the chart with crds.enabled=true"
+            )
+        log.info("waiting for CustomResourceDefinitions: %s", ", ".join(missing))
+        time.sleep(2)
 
 
 def _run(kind: KindInfo, reconcile: Reconciler, body: kopf.Body) -> None:

@@ -198,10 +198,17 @@ class Kube:
         return base64.b64decode(data).decode() if data else None
 
     def crd_exists(self, name: str) -> bool:
+        return self._crd(name) is not None
+
+    def crd_established(self, name: str) -> bool:
+        """The CRD exists and the API server serves its kind."""
+        conditions = ((self._crd(name) or {}).get("status") or {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+    def _crd(self, name: str) -> Obj | None:
         try:
-            self.extensions.read_custom_resource_definition(name)
+            return self._plain(self.extensions.read_custom_resource_definition(name))
         except ApiException as error:
             if error.status in (403, 404):
-                return False
+                return None
             raise
-        return True

@@ -9,6 +9,7 @@ import kopf
 import pytest
 
 from driftloop import handlers, metrics
+from driftloop.__main__ import operator_settings
 from driftloop.api import MODEL_VERSION, KindInfo
 from driftloop.config import OperatorConfig
 from driftloop.kube import ConflictError
@@ -85,3 +86,19 @@ def test_reconcilers_get_a_private_copy(recorder: StatusRecorder) -> None:
 
     handlers._run(MODEL_VERSION, scribble, BODY)  # type: ignore[arg-type]
     assert BODY["status"] == {"approval": "approved"}
+
+
+@pytest.mark.parametrize(
+    ("namespaces", "scanning_disabled"),
+    [
+        ([], False),  # cluster-wide: kopf follows namespaces and CRDs as they come and go
+        (["models"], True),  # exact names: nothing to discover, no namespace list needed
+        (["models", "team-b"], True),
+        (["team-*"], False),  # a kopf glob needs the namespace list to expand
+        (["!kube-system"], False),
+    ],
+)
+def test_only_exact_namespaces_turn_off_cluster_scanning(
+    namespaces: list[str], scanning_disabled: bool
+) -> None:
+    assert operator_settings(namespaces).scanning.disabled is scanning_disabled
