@@ -107,8 +107,8 @@ class Kube:
         """Server-side apply of an apps/v1 Deployment: touches only the fields we own.
 
         Apply rather than create, so that a new model version or a changed spec rolls
-        the predictor in place, while fields owned by others (an HPA's replicas, a
-        user's annotations) survive.
+        the predictor in place, while fields the manifest does not set (annotations
+        and labels added by other tools) survive.
         """
         meta = manifest["metadata"]
         return self._plain(
