@@ -12,7 +12,7 @@ PYTEST := $(PY) -m pytest
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 # The venv is rebuilt when pyproject.toml changes; pip caches wheels across runs.
 $(VENV)/.installed: pyproject.toml
@@ -25,14 +25,28 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the dev virtualenv (.venv)
 
 .PHONY: test
-test: venv lint crds-check chart-check test-unit test-docker test-cluster test-e2e ## run every test suite (unit, cluster, e2e)
+test: venv lint crds-check chart-check test-unit test-s3 test-docker test-cluster test-e2e ## run every test suite (unit, S3, docker, cluster, e2e)
 
 .PHONY: test-unit
 test-unit: venv tools ## fast tests, no cluster
 	$(PYTEST) tests/unit -q
 
+# The S3 suites start the server themselves (tests/support/s3.py runs hack/s3.sh up);
+# the target does it first so a cold MinIO build shows its progress here.
+.PHONY: test-s3
+test-s3: venv s3-up ## the runtime against a real S3-compatible server (MinIO, hack/s3.sh)
+	$(PYTEST) tests/s3 -q
+
+.PHONY: s3-up
+s3-up: ## start the local S3-compatible server (builds MinIO once, cached); prints the endpoint
+	hack/s3.sh up
+
+.PHONY: s3-down
+s3-down: ## stop the local S3-compatible server (its data stays)
+	hack/s3.sh down
+
 .PHONY: test-docker
-test-docker: venv images ## the runtime image trains and serves under docker run
+test-docker: venv images s3-up ## the runtime image trains and serves under docker run
 	$(PYTEST) tests/docker -m docker -q
 
 # promtool checks the metrics exposition in unit tests; wrk drives the serving benchmark.
@@ -43,7 +57,7 @@ tools:
 	    --no-install-recommends prometheus wrk >/dev/null; }
 
 .PHONY: test-cluster
-test-cluster: venv cluster-images ## tests against the embedded cluster (or $KUBECONFIG)
+test-cluster: venv cluster-images s3-up ## tests against the embedded cluster (or $KUBECONFIG)
 	$(PYTEST) tests/cluster -q
 
 .PHONY: test-e2e

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.support.s3 import S3Server
+
 pytestmark = pytest.mark.docker
 
 IMAGE = os.environ.get("DRIFTLOOP_RUNTIME_IMAGE", "driftloop/runtime:dev")
@@ -211,3 +213,125 @@ def test_image_refuses_tampered_artifact(
     )
     assert proc.returncode != 0
     assert "refusing to serve" in proc.stderr
+
+
+# --------------------------------------------------------------------------- #
+# S3 artifact store: the same image against the real server of hack/s3.sh, with
+# no volume at all (read-only root, /tmp tmpfs), as the operator runs it in S3 mode.
+# --------------------------------------------------------------------------- #
+
+
+def s3_run(s3: S3Server) -> list[str]:
+    run = [arg for arg in base_run(Path("/unused")) if arg not in ("-v", "/unused:/artifacts")]
+    for key, value in s3.env().items():
+        run += ["-e", f"{key}={value}"]
+    return run
+
+
+@pytest.mark.s3
+def test_image_trains_to_and_serves_from_s3(
+    image: str, artifacts: Path, s3_env: S3Server, s3_prefix: str
+) -> None:
+    from driftloop_runtime import store
+
+    source = f"{s3_prefix}/data/iris.csv"
+    store.put_file(artifacts / "data" / "iris.csv", source)
+    out = f"{s3_prefix}/models/iris/v1"
+    request = {
+        "modelName": "iris",
+        "estimator": "LogisticRegression",
+        "hyperparameters": {"max_iter": 500},
+        "dataset": {
+            "source": source,
+            "features": [{"name": n} for n in FEATURES],
+            "target": "target",
+        },
+        "outputDir": out,
+    }
+    proc = docker(
+        *s3_run(s3_env),
+        "-e",
+        f"DRIFTLOOP_REQUEST={json.dumps(request)}",
+        "-e",
+        "DRIFTLOOP_TERMINATION_LOG=/tmp/termination-log",
+        image,
+        "train",
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["ok"] is True
+    assert result["artifactUri"] == out
+    manifest = store.read_manifest(out)
+    assert manifest is not None
+    assert manifest["files"]["model.skops"] == result["sha256"]
+
+    port = free_port()
+    name = f"driftloop-s3-{uuid.uuid4().hex[:8]}"
+    run = docker(
+        *s3_run(s3_env)[:2],
+        "-d",
+        "--name",
+        name,
+        *s3_run(s3_env)[2:],
+        "-e",
+        "DRIFTLOOP_MODEL_NAME=iris",
+        "-e",
+        f"DRIFTLOOP_ARTIFACT_URI={out}",
+        "-e",
+        f"DRIFTLOOP_ARTIFACT_SHA256={result['sha256']}",
+        "-e",
+        f"DRIFTLOOP_PORT={port}",
+        "-e",
+        "DRIFTLOOP_HOST=127.0.0.1",
+        image,
+        "serve",
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(url + "/v2/health/ready", timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            state = docker("inspect", "-f", "{{.State.Running}}", name, check=False).stdout
+            if state.strip() == "false":
+                pytest.fail("container exited: " + docker("logs", name, check=False).stderr)
+            time.sleep(0.5)
+        else:
+            pytest.fail("server not ready: " + docker("logs", name, check=False).stderr)
+        body = {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [2, 4],
+                    "datatype": "FP32",
+                    "data": [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3],
+                }
+            ]
+        }
+        r = requests.post(url + "/v2/models/iris/infer", json=body, timeout=10)
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["data"] == [0, 2]
+    finally:
+        docker("rm", "-f", name, check=False)
+
+    # A digest other than the ModelVersion's is refused, as from a volume.
+    refused = docker(
+        *s3_run(s3_env),
+        "-e",
+        "DRIFTLOOP_MODEL_NAME=iris",
+        "-e",
+        f"DRIFTLOOP_ARTIFACT_URI={out}",
+        "-e",
+        "DRIFTLOOP_ARTIFACT_SHA256=" + "0" * 64,
+        image,
+        "serve",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert f"refusing to serve {out}" in refused.stderr

@@ -6,6 +6,7 @@ so a missing rule fails the example flow here.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 import requests
 import yaml
 
+from driftloop_runtime import store
 from tests.support.cluster import REPO, VERSIONS, Kubectl, wait_for
 from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
 from tests.support.driftloop import (
@@ -28,12 +30,15 @@ from tests.support.driftloop import (
     wait_cr,
 )
 from tests.support.helm import CHART, helm, values_file
+from tests.support.s3 import S3Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.helm]
 
 
 def _image(name: str) -> dict[str, str]:
-    repository, tag = VERSIONS[name].rsplit(":", 1)
+    # $DRIFTLOOP_RUNTIME_IMAGE / $DRIFTLOOP_OPERATOR_IMAGE override, as for the runtime_image
+    # fixture: test images built from a branch without replacing the shared :dev tags.
+    repository, tag = os.environ.get(f"DRIFTLOOP_{name}", VERSIONS[name]).rsplit(":", 1)
     return {"repository": repository, "tag": tag}
 
 
@@ -270,3 +275,65 @@ def test_chart_takes_over_existing_crds_and_keeps_them(release: Release, kubectl
                 "helm.sh/resource-policy-",
                 check=False,
             )
+
+
+@pytest.mark.s3
+def test_helm_install_in_s3_mode(
+    release: Release,
+    custom: Any,
+    kubectl: Kubectl,
+    namespace: str,
+    s3_env: S3Server,
+    s3_secret: str,
+    tmp_path: Path,
+) -> None:
+    """artifacts.s3.* reach the operator, and its chart RBAC suffices in S3 mode (the
+    Secret check); no PVC exists in the namespace."""
+    values = _values([namespace])
+    values["artifacts"] = {
+        "pvc": {"create": False},
+        "s3": {"endpoint": s3_env.pod_endpoint, "bucket": s3_env.bucket, "secretName": s3_secret},
+    }
+    release.install(values)
+    local = tmp_path / "iris.csv"
+    local.write_text(iris_csv())
+    source = f"s3://{s3_env.bucket}/{namespace}/data/iris.csv"
+    store.put_file(local, source)
+    for manifest in (
+        dataset_manifest("iris", source),
+        training_run_manifest("iris-1", "iris"),
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Deployment",
+            "metadata": {"name": "iris"},
+            "spec": {"model": {"name": "iris"}},
+        },
+    ):
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURALS[manifest["kind"]], manifest
+        )
+    served = wait_cr(
+        custom,
+        namespace,
+        "Deployment",
+        "iris",
+        lambda o: (
+            (o.get("status") or {}).get("servingVersion") == 1
+            and condition(o).get("status") == "True"
+        ),
+        timeout=600,
+    )
+    mv = custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modelversions", served["status"]["servingModelVersion"]
+    )
+    assert mv["spec"]["artifact"]["uri"].startswith(f"s3://{s3_env.bucket}/models/iris/")
+    assert store.read_manifest(mv["spec"]["artifact"]["uri"]) is not None
+    pods = kubectl.json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=iris")
+    ip = next(p["status"]["podIP"] for p in pods["items"] if p["status"].get("podIP"))
+    answer = requests.post(
+        f"http://{ip}:8080/v2/models/iris/infer",
+        json=infer_request([[5.1, 3.5, 1.4, 0.2]]),
+        timeout=10,
+    )
+    assert answer.json()["outputs"][0]["data"] == ["setosa"]
+    delete_crs(kubectl, namespace)

@@ -24,10 +24,12 @@ log = logging.getLogger(__name__)
 
 def load_config() -> None:
     """In-cluster credentials when running in a pod, else the kubeconfig."""
+    # unused-ignore: kubernetes < 37 (the dev venv, see pyproject.toml) ships no type
+    # information, so these calls are untyped only with 37+.
     try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
+        config.load_incluster_config()  # type: ignore[no-untyped-call,unused-ignore]
     except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
+        config.load_kube_config()  # type: ignore[no-untyped-call,unused-ignore]
 
 
 class ConflictError(Exception):
@@ -50,7 +52,7 @@ class Kube:
     def _plain(self, obj: Any) -> Obj:
         if isinstance(obj, dict):
             return obj
-        return self.api.sanitize_for_serialization(obj)  # type: ignore[no-any-return,no-untyped-call]
+        return self.api.sanitize_for_serialization(obj)  # type: ignore[no-any-return,no-untyped-call,unused-ignore]
 
     def _read(self, call: Callable[..., Any], *args: str) -> Obj | None:
         """``call(*args)`` as a plain dict, or None when the object does not exist."""
@@ -191,6 +193,9 @@ class Kube:
             self._read(self.core.read_namespaced_persistent_volume_claim, name, namespace)
             is not None
         )
+
+    def secret_exists(self, namespace: str, name: str) -> bool:
+        return self._read(self.core.read_namespaced_secret, name, namespace) is not None
 
     def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         secret = self._read(self.core.read_namespaced_secret, name, namespace)

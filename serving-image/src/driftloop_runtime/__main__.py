@@ -51,6 +51,7 @@ def run_job(command: str, args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from driftloop_runtime.errors import RuntimeFailureError
+    from driftloop_runtime.store import StoreError
 
     result_cls: type[TrainResult] | type[ProfileResult] = (
         TrainResult if command == contract.COMMAND_TRAIN else ProfileResult
@@ -79,6 +80,14 @@ def run_job(command: str, args: argparse.Namespace) -> int:
             )
         )
         return exc.exit_code
+    except StoreError as exc:  # transient: the Job's next pod retries
+        log.error("%s failed: artifact store: %s", command, exc)
+        write_result(
+            result_cls(
+                ok=False, reason=contract.REASON_ARTIFACT_STORE_UNAVAILABLE, message=str(exc)
+            )
+        )
+        return contract.EXIT_ERROR
     except Exception as exc:
         log.exception("%s failed unexpectedly", command)
         write_result(

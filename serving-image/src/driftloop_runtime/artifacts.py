@@ -7,8 +7,11 @@ Layout of one version directory::
     metrics.json    evaluation metrics
     manifest.json   {"format": "skops", "files": {name: sha256 hex}, ..., "result": TrainResult}
 
-The directory is written to a hidden sibling temp dir and renamed into place, so
-a killed job leaves either nothing or a complete version.
+On a filesystem the directory is written to a hidden sibling temp dir and renamed
+into place, so a killed job leaves either nothing or a complete version.  Object
+stores have no rename: there (driftloop_runtime.store) the files are uploaded under
+their final prefix and manifest.json LAST, so the manifest is the commit marker and
+a prefix without one is an absent version.
 """
 
 from __future__ import annotations
@@ -143,16 +146,25 @@ def staging_dir(output_dir: str) -> Path:
     return tmp
 
 
-def publish(tmp: Path, output_dir: str, manifest: dict[str, Any]) -> None:
-    """Write manifest.json (with the sha256 of every file) and rename tmp into place.
+def seal(tmp: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write manifest.json into ``tmp``: the sha256 of every file already there.
 
-    Raises FileExistsError if another writer published ``output_dir`` first.
+    Returns the manifest written.  Everything after this only copies or renames.
     """
     files = sorted(p.name for p in tmp.iterdir() if p.is_file())
     manifest = dict(manifest)
     manifest["format"] = contract.MODEL_FORMAT
     manifest["files"] = {name: sha256_file(tmp / name) for name in files}
     write_json(tmp / contract.MANIFEST_FILE, manifest)
+    return manifest
+
+
+def publish(tmp: Path, output_dir: str, manifest: dict[str, Any]) -> None:
+    """Seal tmp (write manifest.json) and rename it into place.
+
+    Raises FileExistsError if another writer published ``output_dir`` first.
+    """
+    seal(tmp, manifest)
     _fsync_dir(tmp)
     try:
         os.rename(tmp, output_dir)
@@ -181,6 +193,13 @@ def read_manifest(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return manifest
 
 
+def check_file_name(where: object, name: object) -> str:
+    """A manifest entry must name a plain file of the set: no paths, no hidden files."""
+    if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
+        raise ArtifactError(f"{where}: bad file name in manifest: {name!r}")
+    return name
+
+
 def verify(directory: str | os.PathLike[str], model_sha256: str | None) -> dict[str, Any]:
     """Check every file against manifest.json and the model against ``model_sha256``.
 
@@ -193,8 +212,7 @@ def verify(directory: str | os.PathLike[str], model_sha256: str | None) -> dict[
         if required not in files:
             raise ArtifactError(f"{d}: manifest does not list {required}")
     for name, expected in files.items():
-        if "/" in name or name.startswith("."):
-            raise ArtifactError(f"{d}: bad file name in manifest: {name!r}")
+        check_file_name(d, name)
         try:
             actual = sha256_file(d / name)
         except OSError as exc:

@@ -238,7 +238,7 @@ class ProfileRequest(_Model):
     """`driftloop-runtime profile`: validate a dataset, digest and profile it."""
 
     dataset: DatasetSpec
-    #: Directory (under ARTIFACT_MOUNT) where the full profile JSON is written.
+    #: Directory (under ARTIFACT_MOUNT) or s3:// prefix where profile.json is written.
     output_dir: str = Field(alias="outputDir")
 
 
@@ -263,7 +263,8 @@ class TrainRequest(_Model):
     estimator: str
     hyperparameters: dict[str, bool | int | float | str | None] = Field(default_factory=dict)
     evaluation: Evaluation = Field(default_factory=Evaluation)
-    #: Final artifact directory (under ARTIFACT_MOUNT); written atomically.
+    #: Final artifact directory (under ARTIFACT_MOUNT), written atomically, or an
+    #: s3:// prefix, committed by writing its manifest last.
     output_dir: str = Field(alias="outputDir")
 
 
@@ -356,6 +357,8 @@ REASON_INVALID_REQUEST: Final = "InvalidRequest"
 REASON_DATA_UNAVAILABLE: Final = "DataUnavailable"
 REASON_TRAINING_FAILED: Final = "TrainingFailed"
 REASON_OUTPUT_CONFLICT: Final = "OutputConflict"
+#: The s3:// artifact store could not be read or written (transient: exit 1).
+REASON_ARTIFACT_STORE_UNAVAILABLE: Final = "ArtifactStoreUnavailable"
 
 
 class ValidationRule(enum.StrEnum):
@@ -370,3 +373,20 @@ class ValidationRule(enum.StrEnum):
     allowed_values = "allowedValues"
     numeric_type = "numericType"
     target_classes = "targetClasses"  # classification target with < 2 classes
+
+
+# --------------------------------------------------------------------------- #
+# S3-compatible artifact store.  With it the operator mounts no volume: artifact
+# directories are ``s3://<bucket>/...`` prefixes and the pods get these env vars
+# (the credentials from a Secret).  The names are the AWS SDKs' own, so any other
+# tool in the image (aws CLI, boto3) sees the same store.
+# --------------------------------------------------------------------------- #
+
+S3_SCHEME: Final = "s3://"
+#: Endpoint of an S3-compatible server (MinIO, Ceph RGW...); unset means AWS S3.
+#: The runtime passes it to s3fs explicitly (older botocore ignores this variable).
+ENV_S3_ENDPOINT: Final = "AWS_ENDPOINT_URL"
+ENV_AWS_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
+ENV_AWS_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"
+#: Keys of the credentials Secret the operator reads into the two variables above.
+S3_SECRET_KEYS: Final = (ENV_AWS_ACCESS_KEY_ID, ENV_AWS_SECRET_ACCESS_KEY)

@@ -15,7 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from driftloop_runtime import contract
+from driftloop_runtime import contract, store
 from driftloop_runtime.contract import DatasetSpec, FeatureType, ValidationRule
 from driftloop_runtime.errors import RuntimeFailureError, ValidationFailedError
 
@@ -62,24 +62,8 @@ def read_source_bytes(uri: str) -> bytes:
             req = urllib.request.Request(uri, headers={"User-Agent": "driftloop-runtime"})
             with urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_S) as resp:
                 data: bytes = resp.read(MAX_SOURCE_BYTES + 1)
-        elif uri.startswith("s3://"):
-            try:
-                import fsspec
-            except ImportError as exc:  # pragma: no cover - fsspec is a runtime dep
-                raise RuntimeFailureError(
-                    contract.REASON_DATA_UNAVAILABLE,
-                    "s3:// sources need fsspec and s3fs installed",
-                    exit_code=contract.EXIT_INVALID_INPUT,
-                ) from exc
-            try:
-                with fsspec.open(uri, "rb") as fh:
-                    data = fh.read(MAX_SOURCE_BYTES + 1)
-            except ImportError as exc:  # deterministic: the image lacks s3fs
-                raise RuntimeFailureError(
-                    contract.REASON_DATA_UNAVAILABLE,
-                    f"s3:// sources need the s3fs package: {exc}",
-                    exit_code=contract.EXIT_INVALID_INPUT,
-                ) from exc
+        elif store.is_remote(uri):
+            data = store.read_bytes(uri, limit=MAX_SOURCE_BYTES)
         else:
             raise RuntimeFailureError(
                 contract.REASON_INVALID_REQUEST, f"unsupported source URI scheme: {uri}"

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from driftloop_runtime import artifacts, contract, drift
+from driftloop_runtime import artifacts, contract, drift, store
 from driftloop_runtime.contract import DriftMethod, Task
 from driftloop_runtime.data import MISSING_CATEGORY, local_path
 from driftloop_runtime.shared import RowBuffer, SharedState, id_hash
@@ -63,7 +63,10 @@ def _truthy(text: str | None, default: bool) -> bool:
 class ServeConfig:
     model_name: str
     model_version: str
+    #: The local directory loaded; for an s3:// artifact, filled in once downloaded.
     artifact_dir: str
+    #: Where the artifact lives (ENV_ARTIFACT_URI as given): file://, a path or s3://.
+    artifact_uri: str
     artifact_sha256: str | None
     deployment: str
     drift_method: DriftMethod
@@ -79,10 +82,14 @@ class ServeConfig:
     def from_env(cls, env: dict[str, str] | None = None) -> ServeConfig:
         e = dict(os.environ if env is None else env)
         uri = e.get(contract.ENV_ARTIFACT_URI, "")
-        path = local_path(uri) if uri else None
-        if not path:
+        # An s3:// set is downloaded into the scratch dir at start (serve.fetch_artifact),
+        # which then sets artifact_dir.
+        remote = store.is_remote(uri) and bool(uri.removeprefix(contract.S3_SCHEME).strip("/"))
+        path = "" if remote else (local_path(uri) if uri else None) or ""
+        if not (remote or path):
             raise ValueError(
-                f"{contract.ENV_ARTIFACT_URI} must be a file:// URI or absolute path, got {uri!r}"
+                f"{contract.ENV_ARTIFACT_URI} must be a file:// or s3:// URI or an absolute "
+                f"path, got {uri!r}"
             )
         try:
             method = DriftMethod(e.get(contract.ENV_DRIFT_METHOD) or contract.DEFAULT_DRIFT_METHOD)
@@ -97,6 +104,7 @@ class ServeConfig:
             model_name=name,
             model_version=e.get(contract.ENV_MODEL_VERSION, "") or "1",
             artifact_dir=path,
+            artifact_uri=uri,
             artifact_sha256=e.get(contract.ENV_ARTIFACT_SHA256) or None,
             deployment=e.get(contract.ENV_DEPLOYMENT, "") or name,
             drift_method=method,

@@ -14,6 +14,7 @@ A worker that dies is replaced.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ import socket
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from driftloop_runtime import contract
@@ -115,18 +117,35 @@ def main() -> int:
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
+def fetch_artifact(cfg: Any, state_dir: str) -> Any:
+    """For an s3:// artifact: download it into the scratch dir and point cfg there.
+
+    The download is only a copy: LoadedModel then verifies every sha256 and loads the
+    model with the trusted types exactly as from a volume.  A missing manifest (a
+    version never committed) or an unreachable store refuses to serve.
+    """
+    from driftloop_runtime import store
+
+    if not store.is_remote(cfg.artifact_uri):
+        return cfg
+    local = store.download_set(cfg.artifact_uri, Path(state_dir) / "artifact")
+    log.info("downloaded %s to %s", cfg.artifact_uri, local)
+    return dataclasses.replace(cfg, artifact_dir=str(local))
+
+
 def _serve(cfg: Any, state_dir: str, prom_dir: str) -> int:
     from driftloop_runtime.artifacts import ArtifactError
     from driftloop_runtime.model import LoadedModel
 
     t0 = time.monotonic()
     try:
+        cfg = fetch_artifact(cfg, state_dir)
         model = LoadedModel(cfg)
     except ArtifactError as exc:
-        log.error("refusing to serve %s: %s", cfg.artifact_dir, exc)
+        log.error("refusing to serve %s: %s", cfg.artifact_uri, exc)
         return EXIT_REFUSED
     except (OSError, ValueError, KeyError) as exc:
-        log.error("refusing to serve %s: cannot load: %s", cfg.artifact_dir, exc)
+        log.error("refusing to serve %s: cannot load: %s", cfg.artifact_uri, exc)
         return EXIT_REFUSED
 
     from driftloop_runtime.app import App

@@ -8,11 +8,12 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from driftloop_runtime import __version__, artifacts, contract, data, profile
+from driftloop_runtime import __version__, artifacts, contract, data, profile, store
 from driftloop_runtime.contract import (
     FeatureType,
     Metric,
@@ -29,13 +30,27 @@ log = logging.getLogger(__name__)
 
 
 def _output_path(output_dir: str) -> str:
+    """Where the output goes: an absolute local path, or an ``s3://`` prefix as given."""
+    if store.is_remote(output_dir):
+        return output_dir.rstrip("/")
     path = data.local_path(output_dir)
     if path is None:
         raise RuntimeFailureError(
             contract.REASON_INVALID_REQUEST,
-            f"outputDir must be a local path or file:// URI, got {output_dir!r}",
+            f"outputDir must be a local path, file:// or s3:// URI, got {output_dir!r}",
         )
     return os.path.abspath(path)
+
+
+def _uri(location: str) -> str:
+    return location if store.is_remote(location) else "file://" + location
+
+
+def _scratch_dir() -> str:
+    """Local scratch space (an emptyDir on /tmp in a pod: the root fs is read-only)."""
+    path = os.environ.get(contract.ENV_SCRATCH_DIR) or tempfile.gettempdir()
+    os.makedirs(path, exist_ok=True)
+    return path
 
 
 # --------------------------------------------------------------------------- #
@@ -181,12 +196,27 @@ def check_gates(scores: dict[str, float], gates: dict[str, float]) -> list[str]:
 # --------------------------------------------------------------------------- #
 
 
+def _verified_manifest(output_dir: str) -> dict[str, Any] | None:
+    """The manifest of the valid set at ``output_dir``; None when there is none.
+
+    On an object store a prefix without a manifest holds no version (a killed upload
+    leaves exactly that); with a manifest, the files are fetched and checked as locally.
+    """
+    if not store.is_remote(output_dir):
+        return artifacts.verify(output_dir, None) if os.path.isdir(output_dir) else None
+    if store.read_manifest(output_dir) is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="driftloop-check-", dir=_scratch_dir()) as tmp:
+        local = store.download_set(output_dir, Path(tmp) / "set")
+        return artifacts.verify(local, None)
+
+
 def existing_result(output_dir: str) -> TrainResult | None:
     """The result of an already published version (a retried Job pod), if valid."""
-    if not os.path.isdir(output_dir):
-        return None
     try:
-        manifest = artifacts.verify(output_dir, None)
+        manifest = _verified_manifest(output_dir)
+        if manifest is None:
+            return None
     except artifacts.ArtifactError as exc:
         raise RuntimeFailureError(
             contract.REASON_OUTPUT_CONFLICT,
@@ -283,7 +313,14 @@ def train(req: TrainRequest) -> TrainResult:
         }
     )
 
-    tmp = artifacts.staging_dir(out_dir)
+    remote = store.is_remote(out_dir)
+    # Locally: a sibling of out_dir (same filesystem, for the rename); for an object
+    # store: local scratch, uploaded once sealed.
+    tmp = (
+        Path(tempfile.mkdtemp(prefix="driftloop-train-", dir=_scratch_dir()))
+        if remote
+        else artifacts.staging_dir(out_dir)
+    )
     try:
         model_path = tmp / contract.MODEL_FILE
         artifacts.dump_model(model, model_path)
@@ -292,7 +329,7 @@ def train(req: TrainRequest) -> TrainResult:
         artifacts.write_json(tmp / contract.METRICS_FILE, scores)
         result = TrainResult(
             ok=True,
-            artifact_uri="file://" + out_dir,
+            artifact_uri=_uri(out_dir),
             sha256=model_sha,
             dataset_digest=loaded.digest,
             rows=len(x_arr),
@@ -318,16 +355,23 @@ def train(req: TrainRequest) -> TrainResult:
             "trainingSeconds": round(time.monotonic() - started, 3),
             "result": json.loads(result.model_dump_json(by_alias=True, exclude_none=True)),
         }
-        try:
-            artifacts.publish(tmp, out_dir, manifest)
-        except FileExistsError:
+        if remote:
+            # Object stores have no rename: upload under the final prefix, manifest
+            # last (the commit marker; see driftloop_runtime.store).
+            artifacts.seal(tmp, manifest)
+            store.upload_set(tmp, out_dir)
             artifacts.discard(tmp)
-            done = existing_result(out_dir)
-            if done is None:  # pragma: no cover - vanished again
-                raise RuntimeFailureError(
-                    contract.REASON_OUTPUT_CONFLICT, f"{out_dir} appeared and vanished"
-                ) from None
-            return done
+        else:
+            try:
+                artifacts.publish(tmp, out_dir, manifest)
+            except FileExistsError:
+                artifacts.discard(tmp)
+                done = existing_result(out_dir)
+                if done is None:  # pragma: no cover - vanished again
+                    raise RuntimeFailureError(
+                        contract.REASON_OUTPUT_CONFLICT, f"{out_dir} appeared and vanished"
+                    ) from None
+                return done
     except BaseException:
         artifacts.discard(tmp)
         raise
@@ -349,7 +393,7 @@ def _sklearn_version() -> str:
 
 
 def run_profile(req: ProfileRequest) -> ProfileResult:
-    out_dir = Path(_output_path(req.output_dir))
+    out = _output_path(req.output_dir)
     loaded = data.load(req.dataset)
     frame = loaded.frame
     data.validate(req.dataset, frame, need_target=False)
@@ -357,15 +401,24 @@ def run_profile(req: ProfileRequest) -> ProfileResult:
     features = [(f.name, f.type is FeatureType.categorical) for f in req.dataset.features]
     prof = profile.build(features, x)
     prof["datasetDigest"] = loaded.digest
+    result = ProfileResult(
+        ok=True,
+        digest=loaded.digest,
+        rows=len(frame),
+        columns=len(frame.columns),
+        profile_uri=_uri(store.join(out, contract.PROFILE_FILE)),
+    )
+    if store.is_remote(out):
+        # One object, one PUT: atomic on every S3 implementation, so no marker is needed.
+        with tempfile.TemporaryDirectory(prefix="driftloop-profile-", dir=_scratch_dir()) as d:
+            local = Path(d) / contract.PROFILE_FILE
+            artifacts.write_json(local, prof)
+            store.put_file(local, store.join(out, contract.PROFILE_FILE))
+        return result
+    out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / contract.PROFILE_FILE
     tmp = out_dir / f".{contract.PROFILE_FILE}.tmp-{os.getpid()}"
     artifacts.write_json(tmp, prof)
     os.replace(tmp, target)
-    return ProfileResult(
-        ok=True,
-        digest=loaded.digest,
-        rows=len(frame),
-        columns=len(frame.columns),
-        profile_uri="file://" + str(target),
-    )
+    return result

@@ -16,6 +16,13 @@ from driftloop_runtime import contract
 from .conftest import Golden
 
 CONFIG = OperatorConfig(runtime_image="driftloop/runtime:test", artifact_pvc="artifacts")
+S3_CONFIG = OperatorConfig(
+    runtime_image="driftloop/runtime:test",
+    artifact_pvc="artifacts",
+    artifact_s3_bucket="models",
+    artifact_s3_endpoint="http://minio.storage:9000",
+    artifact_s3_secret="driftloop-s3",
+)
 RUN = builders.Owner("TrainingRun", "iris-rf-1", "ml", "0f8e2a6c-1111-2222-3333-444455556666")
 DEP = builders.Owner("Deployment", "iris", "ml", "9a9a9a9a-1111-2222-3333-444455556666")
 DATASET = DatasetSpec.model_validate(
@@ -46,7 +53,15 @@ def _container(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def _env(manifest: dict[str, Any]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in _container(manifest)["env"]}
+    return {e["name"]: e["value"] for e in _container(manifest)["env"] if "value" in e}
+
+
+def _secret_env(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in _container(manifest)["env"]
+        if "valueFrom" in e
+    }
 
 
 def test_training_job_golden(golden: Golden) -> None:
@@ -109,14 +124,79 @@ def test_predictor_rolls_with_zero_unavailable() -> None:
     assert probe["path"] == contract.PATH_READY
 
 
+S3_SERVED = ServedVersion(
+    "iris-v3", "iris", 3, "s3://models/models/iris/iris-rf-1-0f8e2a6c", "ab" * 32
+)
+S3_DATASET = DATASET.model_copy(update={"source": "s3://data/iris.csv"})
+
+
+def test_s3_training_job_golden(golden: Golden) -> None:
+    golden.check("training-job-s3", builders.training_job(RUN, RUN_SPEC, S3_DATASET, S3_CONFIG))
+
+
+def test_s3_profile_job_golden(golden: Golden) -> None:
+    owner = builders.Owner("Dataset", "iris", "ml", "d5d5d5d5-0000-0000-0000-000000000000")
+    job = builders.profile_job(owner, S3_DATASET, generation=2, refresh=5, config=S3_CONFIG)
+    golden.check("profile-job-s3", job)
+    request = contract.ProfileRequest.model_validate_json(_env(job)[contract.ENV_REQUEST])
+    assert request.output_dir == "s3://models/datasets/iris-d5d5d5d5/g2-r5"
+
+
+def test_s3_predictor_golden(golden: Golden) -> None:
+    golden.check(
+        "predictor-deployment-s3",
+        builders.predictor_deployment(DEP, DEPLOY_SPEC, S3_SERVED, S3_CONFIG),
+    )
+
+
+def test_s3_jobs_write_under_the_bucket_with_credentials_from_the_secret() -> None:
+    job = builders.training_job(RUN, RUN_SPEC, S3_DATASET, S3_CONFIG)
+    request = contract.TrainRequest.model_validate_json(_env(job)[contract.ENV_REQUEST])
+    assert request.output_dir == "s3://models/models/iris/iris-rf-1-0f8e2a6c"
+    assert _env(job)[contract.ENV_S3_ENDPOINT] == "http://minio.storage:9000"
+    assert _secret_env(job) == {
+        key: {"name": "driftloop-s3", "key": key} for key in contract.S3_SECRET_KEYS
+    }
+    pod = job["spec"]["template"]["spec"]
+    # No artifact volume: only the /tmp scratch emptyDir the runtime stages files in.
+    assert [v["name"] for v in pod["volumes"]] == ["scratch"]
+    assert [m["mountPath"] for m in _container(job)["volumeMounts"]] == [contract.SCRATCH_MOUNT]
+
+
+def test_predictor_follows_the_served_artifact_not_the_mode() -> None:
+    """A file:// version keeps its PVC after a switch to S3; an s3:// one needs none."""
+    on_pvc = builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, S3_CONFIG)
+    assert "persistentVolumeClaim" in on_pvc["spec"]["template"]["spec"]["volumes"][0]
+    assert contract.ENV_S3_ENDPOINT not in _env(on_pvc)
+    assert not _secret_env(on_pvc)
+    in_s3 = builders.predictor_deployment(DEP, DEPLOY_SPEC, S3_SERVED, S3_CONFIG)
+    assert [v["name"] for v in in_s3["spec"]["template"]["spec"]["volumes"]] == ["scratch"]
+    assert _env(in_s3)[contract.ENV_ARTIFACT_URI] == S3_SERVED.artifact_uri
+    assert set(_secret_env(in_s3)) == set(contract.S3_SECRET_KEYS)
+
+
+def test_pvc_mode_sets_no_s3_environment() -> None:
+    for manifest in (
+        builders.training_job(RUN, RUN_SPEC, DATASET, CONFIG),
+        builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, CONFIG),
+    ):
+        names = {e["name"] for e in _container(manifest)["env"]}
+        assert not names & {contract.ENV_S3_ENDPOINT, *contract.S3_SECRET_KEYS}
+
+
 @pytest.mark.parametrize(
     "manifest",
     [
         builders.training_job(RUN, RUN_SPEC, DATASET, CONFIG),
         builders.profile_job(builders.Owner("Dataset", "d", "ml", "u" * 36), DATASET, 1, 0, CONFIG),
         builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, CONFIG),
+        builders.training_job(RUN, RUN_SPEC, S3_DATASET, S3_CONFIG),
+        builders.profile_job(
+            builders.Owner("Dataset", "d", "ml", "u" * 36), S3_DATASET, 1, 0, S3_CONFIG
+        ),
+        builders.predictor_deployment(DEP, DEPLOY_SPEC, S3_SERVED, S3_CONFIG),
     ],
-    ids=["training", "profiling", "serving"],
+    ids=["training", "profiling", "serving", "training-s3", "profiling-s3", "serving-s3"],
 )
 def test_pods_meet_pod_security_restricted(manifest: dict[str, Any]) -> None:
     pod = manifest["spec"]["template"]["spec"]

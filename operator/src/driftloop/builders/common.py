@@ -82,21 +82,58 @@ def container_security_context() -> Manifest:
     }
 
 
-def volumes(config: OperatorConfig, *, read_only: bool) -> list[Manifest]:
-    return [
-        {
-            "name": ARTIFACTS_VOLUME,
-            "persistentVolumeClaim": {"claimName": config.artifact_pvc, "readOnly": read_only},
-        },
-        {"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}},
-    ]
+def in_object_store(location: str) -> bool:
+    """An artifact location (dir, URI or root) in an S3-compatible store, not on the PVC."""
+    return location.startswith(contract.S3_SCHEME)
 
 
-def volume_mounts(*, read_only: bool) -> list[Manifest]:
-    return [
-        {"name": ARTIFACTS_VOLUME, "mountPath": contract.ARTIFACT_MOUNT, "readOnly": read_only},
-        {"name": SCRATCH_VOLUME, "mountPath": contract.SCRATCH_MOUNT},
-    ]
+def volumes(config: OperatorConfig, location: str, *, read_only: bool) -> list[Manifest]:
+    """The artifact PVC when ``location`` is on it, and always the /tmp scratch emptyDir.
+
+    In S3 mode no volume holds artifacts: the runtime stages them in /tmp.
+    """
+    out: list[Manifest] = []
+    if not in_object_store(location):
+        out.append(
+            {
+                "name": ARTIFACTS_VOLUME,
+                "persistentVolumeClaim": {"claimName": config.artifact_pvc, "readOnly": read_only},
+            }
+        )
+    out.append({"name": SCRATCH_VOLUME, "emptyDir": {"sizeLimit": "1Gi"}})
+    return out
+
+
+def volume_mounts(location: str, *, read_only: bool) -> list[Manifest]:
+    out: list[Manifest] = []
+    if not in_object_store(location):
+        out.append(
+            {"name": ARTIFACTS_VOLUME, "mountPath": contract.ARTIFACT_MOUNT, "readOnly": read_only}
+        )
+    out.append({"name": SCRATCH_VOLUME, "mountPath": contract.SCRATCH_MOUNT})
+    return out
+
+
+def store_env(config: OperatorConfig, location: str) -> list[Manifest]:
+    """Endpoint and credentials for an ``s3://`` location; nothing for the PVC.
+
+    The keys come from the Secret by reference, so they never appear in a manifest,
+    and a rotated Secret reaches the next pod without the operator re-rendering it.
+    """
+    if not in_object_store(location):
+        return []
+    out: list[Manifest] = []
+    if config.artifact_s3_endpoint:
+        out.append({"name": contract.ENV_S3_ENDPOINT, "value": config.artifact_s3_endpoint})
+    if config.artifact_s3_secret:
+        out.extend(
+            {
+                "name": key,
+                "valueFrom": {"secretKeyRef": {"name": config.artifact_s3_secret, "key": key}},
+            }
+            for key in contract.S3_SECRET_KEYS
+        )
+    return out
 
 
 def resources(spec: ResourceRequirements | None) -> Manifest:

@@ -20,6 +20,7 @@ from .common import (
     metadata,
     pod_security_context,
     resources,
+    store_env,
     volume_mounts,
     volumes,
 )
@@ -79,20 +80,25 @@ def predictor_deployment(
         "image": spec.image or config.runtime_image,
         "imagePullPolicy": config.image_pull_policy,
         "args": [contract.COMMAND_SERVE],
-        "env": env(
-            {
-                contract.ENV_MODEL_NAME: served.model,
-                contract.ENV_MODEL_VERSION: str(served.version),
-                contract.ENV_ARTIFACT_URI: served.artifact_uri,
-                contract.ENV_ARTIFACT_SHA256: served.sha256,
-                contract.ENV_DEPLOYMENT: owner.name,
-                contract.ENV_DRIFT_METHOD: str(spec.monitoring.method),
-                contract.ENV_DRIFT_WINDOW: str(spec.monitoring.window),
-                contract.ENV_WORKERS: str(spec.workers),
-                contract.ENV_PORT: str(contract.SERVING_PORT),
-                contract.ENV_SCRATCH_DIR: contract.SCRATCH_MOUNT,
-            }
-        ),
+        "env": [
+            *env(
+                {
+                    contract.ENV_MODEL_NAME: served.model,
+                    contract.ENV_MODEL_VERSION: str(served.version),
+                    contract.ENV_ARTIFACT_URI: served.artifact_uri,
+                    contract.ENV_ARTIFACT_SHA256: served.sha256,
+                    contract.ENV_DEPLOYMENT: owner.name,
+                    contract.ENV_DRIFT_METHOD: str(spec.monitoring.method),
+                    contract.ENV_DRIFT_WINDOW: str(spec.monitoring.window),
+                    contract.ENV_WORKERS: str(spec.workers),
+                    contract.ENV_PORT: str(contract.SERVING_PORT),
+                    contract.ENV_SCRATCH_DIR: contract.SCRATCH_MOUNT,
+                }
+            ),
+            # The artifact of the version served decides: a ModelVersion registered
+            # before a switch to S3 still serves from the PVC.
+            *store_env(config, served.artifact_uri),
+        ],
         "ports": [
             {
                 "name": contract.SERVING_PORT_NAME,
@@ -105,7 +111,7 @@ def predictor_deployment(
         "startupProbe": _probe(contract.PATH_LIVE, period=2, failures=60),
         "resources": resources(spec.resources),
         "securityContext": container_security_context(),
-        "volumeMounts": volume_mounts(read_only=True),
+        "volumeMounts": volume_mounts(served.artifact_uri, read_only=True),
     }
     return {
         "apiVersion": "apps/v1",
@@ -135,7 +141,7 @@ def predictor_deployment(
                     "terminationGracePeriodSeconds": 30,
                     "securityContext": pod_security_context(),
                     "containers": [container],
-                    "volumes": volumes(config, read_only=True),
+                    "volumes": volumes(config, served.artifact_uri, read_only=True),
                 },
             },
         },

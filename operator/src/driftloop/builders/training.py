@@ -16,6 +16,7 @@ from .common import (
     metadata,
     pod_security_context,
     resources,
+    store_env,
     volume_mounts,
     volumes,
 )
@@ -50,10 +51,13 @@ def _job(
         "image": image,
         "imagePullPolicy": config.image_pull_policy,
         "args": [command],
-        "env": env({contract.ENV_REQUEST: request, contract.ENV_SCRATCH_DIR: "/tmp"}),
+        "env": [
+            *env({contract.ENV_REQUEST: request, contract.ENV_SCRATCH_DIR: "/tmp"}),
+            *store_env(config, config.artifact_root),
+        ],
         "resources": container_resources,
         "securityContext": container_security_context(),
-        "volumeMounts": volume_mounts(read_only=read_only_artifacts),
+        "volumeMounts": volume_mounts(config.artifact_root, read_only=read_only_artifacts),
         "terminationMessagePath": contract.TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
@@ -85,7 +89,7 @@ def _job(
                     "enableServiceLinks": False,
                     "securityContext": pod_security_context(),
                     "containers": [container],
-                    "volumes": volumes(config, read_only=read_only_artifacts),
+                    "volumes": volumes(config, config.artifact_root, read_only=read_only_artifacts),
                 },
             },
         },
@@ -105,7 +109,7 @@ def training_job(
         estimator=str(spec.estimator.type),
         hyperparameters=spec.estimator.hyperparameters,
         evaluation=contract.Evaluation.model_validate(spec.evaluation.model_dump(by_alias=True)),
-        output_dir=naming.artifact_dir(contract.ARTIFACT_MOUNT, spec.model, owner.name, owner.uid),
+        output_dir=naming.artifact_dir(config.artifact_root, spec.model, owner.name, owner.uid),
     )
     lbls = labels(
         "training",
@@ -146,7 +150,7 @@ def profile_job(
     request = contract.ProfileRequest(
         dataset=runtime_dataset(spec),
         output_dir=naming.dataset_profile_dir(
-            contract.ARTIFACT_MOUNT, owner.name, owner.uid, generation, refresh
+            config.artifact_root, owner.name, owner.uid, generation, refresh
         ),
     )
     lbls = labels(PROFILING, owner.name, **{naming.LABEL_DATASET: owner.name})

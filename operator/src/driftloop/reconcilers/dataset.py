@@ -36,6 +36,26 @@ def _delete_superseded_profiles(ctx: Context, body: Obj, keep: str) -> None:
         ctx.kube.delete_job(meta["namespace"], name)
 
 
+def _missing_artifact_store(ctx: Context, namespace: str) -> str | None:
+    """Why the namespace cannot hold artifacts yet, or None.
+
+    Checked before starting any Job: a pod whose PVC or Secret is missing hangs in
+    Pending or CreateContainerConfigError instead of failing with a reason.
+    """
+    config = ctx.config
+    if config.s3:
+        secret = config.artifact_s3_secret or ""
+        if not ctx.kube.secret_exists(namespace, secret):
+            return (
+                f"Secret {secret!r} with the S3 credentials ({', '.join(contract.S3_SECRET_KEYS)}) "
+                f"not found in {namespace}"
+            )
+        return None
+    if not ctx.kube.pvc_exists(namespace, config.artifact_pvc):
+        return f"PersistentVolumeClaim {config.artifact_pvc!r} not found in {namespace}"
+    return None
+
+
 def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
@@ -46,13 +66,10 @@ def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
         status.fields["phase"] = DatasetPhase.failed
         status.ready(False, "InvalidSpec", str(error))
         return status.outcome(phase=DatasetPhase.failed)
-    if not ctx.kube.pvc_exists(namespace, ctx.config.artifact_pvc):
+    missing = _missing_artifact_store(ctx, namespace)
+    if missing:
         status.fields["phase"] = DatasetPhase.pending
-        status.ready(
-            False,
-            "ArtifactStoreMissing",
-            f"PersistentVolumeClaim {ctx.config.artifact_pvc!r} not found in {namespace}",
-        )
+        status.ready(False, "ArtifactStoreMissing", missing)
         return status.outcome(phase=DatasetPhase.pending)
 
     generation = status.generation
