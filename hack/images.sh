@@ -8,7 +8,8 @@
 #                                      docker build DIR with BASE_IMAGE=driftloop/base:bookworm
 #   hack/images.sh load IMAGE...       copy docker images into the embedded cluster's containerd
 #   hack/images.sh build-all           base + driftloop/runtime:dev (+ driftloop/operator:dev), loaded
-#                                      into the cluster when it runs
+#                                      into the cluster when it runs, then tidy
+#   hack/images.sh tidy                drop superseded images and old build cache (bounded disk use)
 #
 # Environment:
 #   DRIFTLOOP_EXTRA_CA   a PEM bundle passed to builds as the BuildKit secret `extra_ca`
@@ -16,6 +17,7 @@
 #                        pip inside a build trusts what the host trusts, e.g. a TLS proxy);
 #                        "none" disables it.
 #   DEBIAN_MIRROR        mirror for debootstrap (default: the host's apt mirror)
+#   DRIFTLOOP_BUILD_CACHE  BuildKit cache kept by `tidy`, most recently used first (default 3GB)
 set -euo pipefail
 
 HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -191,6 +193,18 @@ cmd_build() { # build NAME DIR [DOCKERFILE]
   return 0
 }
 
+cmd_tidy() {
+  # dockerd runs with vfs, where every layer is a full copy of the image's filesystem:
+  # each rebuild after a code change leaves a superseded image and cache records worth
+  # gigabytes. Left alone they filled this machine's disk in one working day, and the
+  # kubelet then evicted pods for disk pressure. Keep the newest cache (fast rebuilds)
+  # and drop the rest.
+  cmd_engine
+  "${DOCKER}" image prune -f >/dev/null
+  "${DOCKER}" builder prune -f --keep-storage "${DRIFTLOOP_BUILD_CACHE:-3GB}" >/dev/null
+  log "tidied docker: $("${DOCKER}" system df --format '{{.Type}} {{.Size}}' | paste -sd ' ' -)"
+}
+
 cmd_load() { # load IMAGE...  (into the embedded cluster's containerd, namespace k8s.io)
   cmd_engine
   cluster_containerd_up || die "cluster containerd not running (${CTRD_SOCK}); run hack/cluster.sh up"
@@ -235,6 +249,7 @@ cmd_build_all() {
     log "operator/Dockerfile not present yet: skipping ${OPERATOR_IMAGE}"
   fi
   if cluster_containerd_up; then cmd_load "${built[@]}"; else log "cluster not running: images not loaded"; fi
+  cmd_tidy
 }
 
 main() {
@@ -248,6 +263,7 @@ main() {
     build) [[ $# -ge 2 ]] || die "usage: $0 build NAME DIR [DOCKERFILE]"; cmd_build "$@" ;;
     load) [[ $# -ge 1 ]] || die "usage: $0 load IMAGE..."; cmd_load "$@" ;;
     build-all) cmd_build_all ;;
+    tidy) cmd_tidy ;;
     *) sed -n '2,20p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
   esac
 }
