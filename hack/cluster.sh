@@ -339,10 +339,12 @@ address: ${NODE_IP}
 readOnlyPort: 0
 rotateCertificates: false
 serializeImagePulls: false
-# Small CI disks: don't evict or GC images early.
+# Small, shared CI disks: don't evict early, and never garbage-collect images. Every
+# image here was loaded from docker (no registry can give it back), so a removed image
+# (the pause image above all) would leave pods stuck in ContainerCreating.
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
-imageGCHighThresholdPercent: 99
-imageGCLowThresholdPercent: 98
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
 # Tests create and delete many pods: report status quickly.
 nodeStatusUpdateFrequency: 4s
 syncFrequency: 10s
@@ -484,6 +486,9 @@ cmd_up() {
   need_root
   if [[ -f "${KUBECONFIG_OUT}" ]] && cluster_ready; then
     log "cluster already up"
+    # Nothing can pull it back from a registry if it went missing (e.g. removed under
+    # disk pressure): without it no pod starts.
+    ensure_pause_image
     cmd_env
     return 0
   fi
