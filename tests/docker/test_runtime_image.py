@@ -38,6 +38,22 @@ def docker(
     )
 
 
+def wait_ready(url: str, container: str, timeout: float = 120) -> None:
+    """Wait for the server in ``container`` to report ready; fail with its logs if it dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/v2/health/ready", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        state = docker("inspect", "-f", "{{.State.Running}}", container, check=False).stdout
+        if state.strip() == "false":
+            pytest.fail("container exited: " + docker("logs", container, check=False).stderr)
+        time.sleep(0.5)
+    pytest.fail("server not ready: " + docker("logs", container, check=False).stderr)
+
+
 @pytest.fixture(scope="module")
 def image() -> str:
     if shutil.which(DOCKER) is None:
@@ -153,19 +169,7 @@ def served(image: str, artifacts: Path, trained: dict[str, str]) -> Iterator[str
     assert run.returncode == 0, run.stderr
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            state = docker("inspect", "-f", "{{.State.Running}}", name, check=False).stdout
-            if state.strip() == "false":
-                pytest.fail("container exited: " + docker("logs", name, check=False).stderr)
-            time.sleep(0.5)
-        else:
-            pytest.fail("server not ready: " + docker("logs", name, check=False).stderr)
+        wait_ready(url, name)
         yield url
         # graceful stop: SIGTERM, exit code 0
         docker("stop", "-t", "30", name, check=False)
@@ -291,19 +295,7 @@ def test_image_trains_to_and_serves_from_s3(
     assert run.returncode == 0, run.stderr
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(url + "/v2/health/ready", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            state = docker("inspect", "-f", "{{.State.Running}}", name, check=False).stdout
-            if state.strip() == "false":
-                pytest.fail("container exited: " + docker("logs", name, check=False).stderr)
-            time.sleep(0.5)
-        else:
-            pytest.fail("server not ready: " + docker("logs", name, check=False).stderr)
+        wait_ready(url, name)
         body = {
             "inputs": [
                 {
