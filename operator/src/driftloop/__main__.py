@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
-import os
 import re
 from collections.abc import Sequence
 
 import kopf
 from prometheus_client import start_http_server
+
+from driftloop import handlers
+from driftloop.config import OperatorConfig
+from driftloop.kube import CrdCache, Kube, load_config
 
 _NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
@@ -28,7 +32,9 @@ def operator_settings(namespaces: Sequence[str]) -> kopf.OperatorSettings:
     return settings
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_config(argv: Sequence[str] | None, env: dict[str, str] | None = None) -> OperatorConfig:
+    """The one configuration: the environment (Helm values), overridden by flags."""
+    config = OperatorConfig.from_env(env)
     parser = argparse.ArgumentParser(prog="driftloop-operator", description=__doc__)
     parser.add_argument(
         "-n",
@@ -40,36 +46,43 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--liveness", default="http://0.0.0.0:8080/healthz", help="kopf liveness endpoint"
     )
+    parser.add_argument("--metrics-port", type=int, default=config.metrics_port)
     parser.add_argument(
-        "--metrics-port", type=int, default=int(os.environ.get("DRIFTLOOP_METRICS_PORT", "9090"))
-    )
-    parser.add_argument(
-        "--log-format",
-        choices=["plain", "json", "full"],
-        default=os.environ.get("DRIFTLOOP_LOG_FORMAT", "plain"),
+        "--log-format", choices=["plain", "json", "full"], default=config.log_format
     )
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
+    return dataclasses.replace(
+        config,
+        watch_namespaces=tuple(args.namespace) or config.watch_namespaces,
+        metrics_port=args.metrics_port,
+        log_format=args.log_format,
+        liveness_endpoint=args.liveness or None,
+        verbose=args.verbose,
+    )
 
-    namespaces = args.namespace or [
-        ns.strip()
-        for ns in os.environ.get("DRIFTLOOP_WATCH_NAMESPACES", "").split(",")
-        if ns.strip()
-    ]
-    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat[args.log_format.upper()])
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_config(argv)
+    kopf.configure(verbose=config.verbose, log_format=kopf.LogFormat[config.log_format.upper()])
     logging.getLogger("kubernetes").setLevel(logging.WARNING)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # every liveness probe
-    if args.metrics_port:
-        start_http_server(args.metrics_port)
-    import driftloop.handlers  # noqa: F401  - registers the handlers
-
+    if config.metrics_port:
+        start_http_server(config.metrics_port)
+    load_config()
+    kube = Kube()
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, config)
+    namespaces = list(config.watch_namespaces)
     asyncio.run(
         kopf.operator(
+            registry=registry,
+            memo=kopf.Memo(services=handlers.Services(config, kube, CrdCache(kube))),
             settings=operator_settings(namespaces),
             standalone=True,
             clusterwide=not namespaces,
             namespaces=namespaces,
-            liveness_endpoint=args.liveness or None,
+            liveness_endpoint=config.liveness_endpoint,
         )
     )
 

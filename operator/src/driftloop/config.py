@@ -1,4 +1,8 @@
-"""Operator-wide settings, read once from the environment (Helm values set them)."""
+"""Operator-wide settings, read once from the environment (Helm values set them).
+
+``driftloop.__main__`` builds the one :class:`OperatorConfig` at start; nothing
+reads the environment at import.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,13 @@ class OperatorConfig:
     #: How often unfinished objects are re-checked (seconds).
     poll_interval: float = 5.0
     watch_namespaces: tuple[str, ...] = field(default=())
+    #: Port of the operator's own /metrics; 0 turns it off.
     metrics_port: int = 9090
+    #: kopf's log format: plain, json or full.
+    log_format: str = "plain"
+    #: kopf's health endpoint (the chart's probes); None turns it off.
+    liveness_endpoint: str | None = "http://0.0.0.0:8080/healthz"
+    verbose: bool = False
     #: Create a ServiceMonitor per served model when the Prometheus Operator's CRD exists.
     model_service_monitors: bool = True
     #: S3 artifact mode (set by the bucket): artifacts live under s3://<bucket>/ instead
@@ -75,6 +85,7 @@ class OperatorConfig:
             poll_interval=float(env.get("DRIFTLOOP_POLL_INTERVAL", cls.poll_interval)),
             watch_namespaces=namespaces,
             metrics_port=int(env.get("DRIFTLOOP_METRICS_PORT", cls.metrics_port)),
+            log_format=env.get("DRIFTLOOP_LOG_FORMAT", cls.log_format),
             model_service_monitors=env.get("DRIFTLOOP_MODEL_SERVICEMONITORS", "true").lower()
             not in ("false", "0", "no"),
             artifact_s3_bucket=env.get("DRIFTLOOP_ARTIFACT_S3_BUCKET") or None,

@@ -4,6 +4,10 @@ Every kind is reconciled level-based by one function: on create, on resume
 (operator start), on any change, and on a timer that follows Jobs, rollouts
 and Prometheus.  Handlers return nothing, so kopf writes nothing to status;
 its progress lives in annotations.
+
+Nothing registers at import: :func:`register` adds the handlers to a registry
+that ``driftloop.__main__`` hands to kopf, with the :class:`Services` built once
+there passed through kopf's ``memo``.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -28,10 +34,11 @@ from driftloop.api import (
     KindInfo,
 )
 from driftloop.config import OperatorConfig
-from driftloop.kube import ConflictError, Kube, load_config
+from driftloop.kube import ConflictError, CrdCache, KubeClient
 from driftloop.reconcilers import (
     Context,
     Reconciler,
+    RetryLaterError,
     reconcile_dataset,
     reconcile_deployment,
     reconcile_model_version,
@@ -39,15 +46,32 @@ from driftloop.reconcilers import (
 )
 
 log = logging.getLogger("driftloop")
-_state: dict[str, Any] = {}
+
+#: How long the operator waits at start for its CRDs when it may not discover them.
+CRD_WAIT_SECONDS = 120.0
 
 
-@kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    config = OperatorConfig.from_env()
-    load_config()
-    _state["config"] = config
-    _state["kube"] = Kube()
+@dataclass(frozen=True)
+class Services:
+    """What every handler shares; built once in ``main`` and passed as ``memo.services``."""
+
+    config: OperatorConfig
+    kube: KubeClient
+    crds: CrdCache
+
+
+def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
+    """Add driftloop's handlers to ``registry``."""
+    kopf.on.startup(registry=registry)(configure)
+    poll = config.poll_interval
+    _register(registry, DATASET, reconcile_dataset, poll)
+    _register(registry, TRAINING_RUN, reconcile_training_run, poll)
+    _register(registry, MODEL_VERSION, reconcile_model_version, poll * 6)
+    _register(registry, DEPLOYMENT, reconcile_deployment, poll)
+
+
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    services: Services = memo.services
     # Our CRDs have full structural schemas: kopf keeps its bookkeeping in
     # annotations, and only our own declared status fields are written.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -60,14 +84,13 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.execution.max_workers = 8
     if settings.scanning.disabled:
         # kopf then resolves our resources once, right after this handler: they must exist.
-        _wait_for_crds(_state["kube"], timeout=CRD_WAIT_SECONDS)
-    log.info("driftloop operator configured: %s", config)
+        wait_for_crds(services.kube, timeout=CRD_WAIT_SECONDS)
+    log.info("driftloop operator configured: %s", services.config)
 
 
-CRD_WAIT_SECONDS = 120.0
-
-
-def _wait_for_crds(kube: Kube, timeout: float) -> None:
+def wait_for_crds(
+    kube: KubeClient, timeout: float, sleep: Callable[[float], None] = time.sleep
+) -> None:
     names = [kind.crd_name for kind in ALL_KINDS]
     deadline = time.monotonic() + timeout
     while missing := [name for name in names if not kube.crd_established(name)]:
@@ -77,18 +100,25 @@ def _wait_for_crds(kube: Kube, timeout: float) -> None:
                 f"{', '.join(missing)}; install crds/ or the chart with crds.enabled=true"
             )
         log.info("waiting for CustomResourceDefinitions: %s", ", ".join(missing))
-        time.sleep(2)
+        sleep(2)
 
 
-def _run(kind: KindInfo, reconcile: Reconciler, body: kopf.Body) -> None:
-    ctx = Context(_state["kube"], _state["config"], datetime.now(UTC))
-    obj = _plain(body)
+def run(
+    kind: KindInfo,
+    reconcile: Reconciler,
+    body: Mapping[str, Any],
+    services: Services,
+    now: datetime | None = None,
+) -> None:
+    """One reconcile: compute the outcome, write the status diff (if any), post events."""
+    ctx = Context(services.kube, services.config, now or datetime.now(UTC), services.crds)
+    obj = copy.deepcopy(dict(body))  # a private copy: reconcilers may annotate what they read
     started = time.perf_counter()
     try:
         outcome = reconcile(ctx, obj)
-    except kopf.TemporaryError:
+    except RetryLaterError as error:
         metrics.RECONCILES.labels(kind.kind, "retry").inc()
-        raise
+        raise kopf.TemporaryError(str(error), delay=error.delay) from error
     except Exception:
         metrics.RECONCILES.labels(kind.kind, "error").inc()
         raise
@@ -100,8 +130,8 @@ def _run(kind: KindInfo, reconcile: Reconciler, body: kopf.Body) -> None:
         metrics.STATUS_PATCHES.labels(kind.kind).inc()
         try:
             # Conditioned on the version this reconcile read: a concurrent writer
-            # (another handler of this object, the Deployment reconciler rejecting a
-            # ModelVersion) wins, and we reconcile again from the newer object.
+            # (another handler of this object) wins, and we reconcile again from
+            # the newer object.
             ctx.kube.patch_status(
                 kind, meta["namespace"], meta["name"], patch, meta.get("resourceVersion")
             )
@@ -111,34 +141,30 @@ def _run(kind: KindInfo, reconcile: Reconciler, body: kopf.Body) -> None:
     metrics.RECONCILES.labels(kind.kind, "ok").inc()
     metrics.PHASES.set(kind.kind, meta["uid"], outcome.phase)
     for event in outcome.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+        # kopf.event reads only apiVersion, kind and metadata: any mapping will do.
+        kopf.event(
+            cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message
+        )
 
 
-def _plain(body: kopf.Body) -> dict[str, Any]:
-    """A private deep copy: reconcilers may annotate what they read."""
-    return copy.deepcopy(dict(body))
-
-
-def _register(kind: KindInfo, reconcile: Reconciler, interval: float) -> None:
+def _register(
+    registry: kopf.OperatorRegistry, kind: KindInfo, reconcile: Reconciler, interval: float
+) -> None:
     resource = (GROUP, VERSION, kind.plural)
 
-    def handler(body: kopf.Body, **_: Any) -> None:
-        _run(kind, reconcile, body)
+    def handler(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        run(kind, reconcile, body, memo.services)
 
     def forget(body: kopf.Body, **_: Any) -> None:
         metrics.PHASES.set(kind.kind, body.metadata.uid or "", None)
 
-    kopf.on.create(*resource, id=f"{kind.singular}-create")(handler)
-    kopf.on.resume(*resource, id=f"{kind.singular}-resume")(handler)
-    kopf.on.update(*resource, id=f"{kind.singular}-update")(handler)
-    kopf.timer(*resource, id=f"{kind.singular}-poll", interval=interval, idle=None)(handler)
+    name = kind.singular
+    kopf.on.create(*resource, id=f"{name}-create", registry=registry)(handler)
+    kopf.on.resume(*resource, id=f"{name}-resume", registry=registry)(handler)
+    kopf.on.update(*resource, id=f"{name}-update", registry=registry)(handler)
+    kopf.timer(*resource, id=f"{name}-poll", interval=interval, idle=None, registry=registry)(
+        handler
+    )
     # Children go with their owner references.  (kopf still puts a finalizer on
     # objects with timers, so that it can stop them before the object goes.)
-    kopf.on.delete(*resource, id=f"{kind.singular}-delete", optional=True)(forget)
-
-
-_POLL = OperatorConfig.from_env().poll_interval
-_register(DATASET, reconcile_dataset, _POLL)
-_register(TRAINING_RUN, reconcile_training_run, _POLL)
-_register(MODEL_VERSION, reconcile_model_version, _POLL * 6)
-_register(DEPLOYMENT, reconcile_deployment, _POLL)
+    kopf.on.delete(*resource, id=f"{name}-delete", optional=True, registry=registry)(forget)

@@ -7,7 +7,7 @@ values.  Nothing here does I/O, so every branch has a unit test.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -139,33 +139,72 @@ def next_version(existing: Iterable[Obj]) -> int:
     return 1 + max((int(mv["spec"]["version"]) for mv in existing), default=0)
 
 
-def approval(mv: Obj) -> tuple[Approval, str, str]:
-    """(approval, reason, message) of a ModelVersion.
+#: Reasons a Deployment records in ``status.rejectedVersions``.
+REJECTED_BY_POLICY = "PromotionPolicy"
+REJECTED_AFTER_ROLLOUT = "RolloutFailed"
 
-    A user's ``driftloop.dev/approval`` annotation wins; otherwise the
-    evaluation gates decide; rollback or promotion failures recorded by the
-    operator in status stick.
-    """
+
+def user_approval(mv: Obj) -> Approval | None:
+    """The approval a user set with the ``driftloop.dev/approval`` annotation, if any."""
     annotations = (mv.get("metadata") or {}).get("annotations") or {}
     chosen = annotations.get(APPROVAL_ANNOTATION)
-    if chosen in {a.value for a in Approval}:
-        return Approval(chosen), "SetByUser", f"{APPROVAL_ANNOTATION}={chosen}"
-    status = mv.get("status") or {}
-    if status.get("approval") == Approval.rejected and status.get("approvalReason") in {
-        "RolloutFailed",
-        "PromotionPolicy",
-    }:
-        return Approval.rejected, str(status["approvalReason"]), "rejected by the operator"
+    return Approval(chosen) if chosen in {a.value for a in Approval} else None
+
+
+def rejections_of(mv: Obj, deployments: Iterable[Obj]) -> list[tuple[str, Obj]]:
+    """(Deployment name, rejection record) for each Deployment that refused ``mv``."""
+    name = mv["metadata"]["name"]
+    found = []
+    for deployment in sorted(deployments, key=lambda d: str(d["metadata"]["name"])):
+        for record in (deployment.get("status") or {}).get("rejectedVersions") or []:
+            if record.get("modelVersion") == name:
+                found.append((str(deployment["metadata"]["name"]), record))
+    return found
+
+
+def approval(mv: Obj, rejections: Sequence[tuple[str, Obj]] = ()) -> tuple[Approval, str, str]:
+    """(approval, reason, message) of a ModelVersion.
+
+    A user's ``driftloop.dev/approval`` annotation wins; then failed evaluation
+    gates; then a Deployment's refusal (``rejections``, from the Deployments'
+    own status); otherwise it is approved.
+    """
+    chosen = user_approval(mv)
+    if chosen is not None:
+        return chosen, "SetByUser", f"{APPROVAL_ANNOTATION}={chosen}"
     if not (mv.get("spec") or {}).get("gatesPassed", True):
         return Approval.rejected, "GatesFailed", "evaluation gates of the TrainingRun failed"
+    if rejections:
+        deployment, record = rejections[0]
+        reason = str(record.get("reason") or REJECTED_BY_POLICY)
+        return Approval.rejected, reason, f"Deployment {deployment}: {record.get('message', '')}"
     return Approval.approved, "GatesPassed", "evaluation gates passed"
 
 
-def resolve_version(selector: ModelSelector, versions: Sequence[Obj]) -> Obj | None:
-    """The ModelVersion a Deployment's model selector points at, or None."""
+def refused_versions(rejected: Iterable[Obj], versions: Iterable[Obj]) -> dict[int, Obj]:
+    """A Deployment's rejected versions by number, less those a user approved since."""
+    approved = {
+        int(mv["spec"]["version"]) for mv in versions if user_approval(mv) == Approval.approved
+    }
+    return {
+        int(record["version"]): record
+        for record in rejected
+        if int(record["version"]) not in approved
+    }
+
+
+def resolve_version(
+    selector: ModelSelector, versions: Sequence[Obj], refused: Collection[int] = ()
+) -> Obj | None:
+    """The ModelVersion a Deployment's model selector points at, or None.
+
+    A channel skips the ``refused`` version numbers; a pinned version does not
+    (the caller decides what a refused pin means).
+    """
     mine = [mv for mv in versions if mv["spec"]["model"] == selector.name]
     if selector.version is not None:
         return next((mv for mv in mine if mv["spec"]["version"] == selector.version), None)
+    mine = [mv for mv in mine if int(mv["spec"]["version"]) not in refused]
     channel = selector.channel or Channel.latest_approved
     if channel == Channel.latest_approved:
         eligible = [mv for mv in mine if (mv.get("status") or {}).get("approval") == "approved"]

@@ -2,55 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import copy
 from typing import Any
 
 import kopf
 import pytest
 
 from driftloop import handlers, metrics
-from driftloop.__main__ import operator_settings
-from driftloop.api import MODEL_VERSION, KindInfo
+from driftloop.__main__ import operator_settings, parse_config
+from driftloop.api import ALL_KINDS, MODEL_VERSION
 from driftloop.config import OperatorConfig
-from driftloop.kube import ConflictError
+from driftloop.fake import FakeKube
+from driftloop.kube import CrdCache
 from driftloop.reconcilers import Context, Outcome
 
-
-class StatusRecorder:
-    """Stands in for Kube.patch_status only: the wiring under test makes no other call."""
-
-    def __init__(self, conflict: bool = False) -> None:
-        self.conflict = conflict
-        self.writes: list[tuple[str, dict[str, Any], str | None]] = []
-
-    def patch_status(
-        self,
-        kind: KindInfo,
-        namespace: str,
-        name: str,
-        patch: dict[str, Any],
-        resource_version: str | None = None,
-    ) -> None:
-        if self.conflict:
-            raise ConflictError(f"{kind.kind} {namespace}/{name} changed since it was read")
-        self.writes.append((name, patch, resource_version))
+BODY = {
+    "apiVersion": "driftloop.dev/v1alpha1",
+    "kind": "ModelVersion",
+    "metadata": {"name": "m-v1", "namespace": "ns", "uid": "u1"},
+    "spec": {"model": "m", "version": 1},
+    "status": {"approval": "approved"},
+}
 
 
 @pytest.fixture
-def recorder() -> Iterator[StatusRecorder]:
-    saved = dict(handlers._state)
-    kube = StatusRecorder()
-    handlers._state.update(kube=kube, config=OperatorConfig())
-    yield kube
-    handlers._state.clear()
-    handlers._state.update(saved)
+def kube() -> FakeKube:
+    return FakeKube([BODY])
 
 
-BODY = {
-    "kind": "ModelVersion",
-    "metadata": {"name": "m-v1", "namespace": "ns", "uid": "u1", "resourceVersion": "42"},
-    "status": {"approval": "approved"},
-}
+def _services(kube: FakeKube) -> handlers.Services:
+    return handlers.Services(OperatorConfig(), kube, CrdCache(kube))
+
+
+def _stored(kube: FakeKube) -> dict[str, Any]:
+    return kube.stored("driftloop.dev/v1alpha1", "ModelVersion", "ns", "m-v1")
 
 
 def _reconciler(status: dict[str, Any]) -> Any:
@@ -61,31 +46,74 @@ def _count(result: str) -> float:
     return metrics.RECONCILES.labels(MODEL_VERSION.kind, result)._value.get()  # type: ignore[no-any-return]
 
 
-def test_an_unchanged_status_is_not_written(recorder: StatusRecorder) -> None:
-    handlers._run(MODEL_VERSION, _reconciler({"approval": "approved"}), BODY)  # type: ignore[arg-type]
-    assert recorder.writes == []
+def test_an_unchanged_status_is_not_written(kube: FakeKube) -> None:
+    handlers.run(
+        MODEL_VERSION, _reconciler({"approval": "approved"}), _stored(kube), _services(kube)
+    )
+    assert kube.writes == []
 
 
-def test_a_change_is_written_against_the_version_read(recorder: StatusRecorder) -> None:
-    handlers._run(MODEL_VERSION, _reconciler({"approval": "rejected"}), BODY)  # type: ignore[arg-type]
-    assert recorder.writes == [("m-v1", {"approval": "rejected"}, "42")]
+def test_a_change_is_written_against_the_version_read(kube: FakeKube) -> None:
+    read = _stored(kube)
+    handlers.run(MODEL_VERSION, _reconciler({"approval": "rejected"}), read, _services(kube))
+    assert [(w.verb, w.name, w.body) for w in kube.writes] == [
+        ("patch_status", "m-v1", {"approval": "rejected"})
+    ]
 
 
-def test_a_conflict_is_retried_not_counted_ok(recorder: StatusRecorder) -> None:
-    recorder.conflict = True
+def test_a_conflict_is_retried_not_counted_ok(kube: FakeKube) -> None:
+    stale = copy.deepcopy(_stored(kube))
+    kube.update_status(stale, approval="archived")  # another writer got there first
     ok, conflicts = _count("ok"), _count("conflict")
     with pytest.raises(kopf.TemporaryError, match="changed since it was read"):
-        handlers._run(MODEL_VERSION, _reconciler({"approval": "rejected"}), BODY)  # type: ignore[arg-type]
+        handlers.run(MODEL_VERSION, _reconciler({"approval": "rejected"}), stale, _services(kube))
     assert (_count("ok"), _count("conflict")) == (ok, conflicts + 1)
+    assert _stored(kube)["status"]["approval"] == "archived"
 
 
-def test_reconcilers_get_a_private_copy(recorder: StatusRecorder) -> None:
+def test_reconcilers_get_a_private_copy(kube: FakeKube) -> None:
     def scribble(ctx: Context, body: Any) -> Outcome:
         body["status"]["approval"] = "scribbled"
         return Outcome(status={"approval": "approved"})
 
-    handlers._run(MODEL_VERSION, scribble, BODY)  # type: ignore[arg-type]
-    assert BODY["status"] == {"approval": "approved"}
+    read = _stored(kube)
+    handlers.run(MODEL_VERSION, scribble, read, _services(kube))
+    assert read["status"] == {"approval": "approved"}
+
+
+def test_registration_is_explicit_and_complete() -> None:
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, OperatorConfig(poll_interval=7.0))
+    ids = {h.id for h in registry._spawning.get_all_handlers()} | {
+        h.id for h in registry._changing.get_all_handlers()
+    }
+    for kind in ("dataset", "trainingrun", "modelversion", "deployment"):
+        assert {f"{kind}-create", f"{kind}-update", f"{kind}-resume", f"{kind}-poll"} <= ids
+    timers = {h.id: h.interval for h in registry._spawning.get_all_handlers()}
+    assert timers["dataset-poll"] == 7.0
+    assert timers["modelversion-poll"] == 42.0
+
+
+def test_importing_the_handlers_registers_nothing() -> None:
+    before = kopf.get_default_registry()
+    ids = {h.id for h in before._changing.get_all_handlers()}
+    assert not any(i.startswith(("dataset-", "deployment-")) for i in ids)
+
+
+def test_missing_crds_are_waited_for_then_named() -> None:
+    kube = FakeKube()
+    with pytest.raises(kopf.PermanentError, match=r"trainingruns\.driftloop\.dev"):
+        handlers.wait_for_crds(kube, timeout=0.0, sleep=lambda _: None)
+    kube.crds.update(kind.crd_name for kind in ALL_KINDS)
+    handlers.wait_for_crds(kube, timeout=0.0, sleep=lambda _: None)
+
+
+def test_flags_override_the_environment() -> None:
+    env = {"DRIFTLOOP_WATCH_NAMESPACES": "a,b", "DRIFTLOOP_METRICS_PORT": "9999"}
+    assert parse_config([], env).watch_namespaces == ("a", "b")
+    assert parse_config([], env).metrics_port == 9999
+    config = parse_config(["-n", "c", "--metrics-port", "0", "--log-format", "json"], env)
+    assert (config.watch_namespaces, config.metrics_port, config.log_format) == (("c",), 0, "json")
 
 
 @pytest.mark.parametrize(

@@ -112,12 +112,50 @@ def test_next_version() -> None:
         ),
         (_mv(1, annotations={APPROVAL_ANNOTATION: "archived"}), "archived", "SetByUser"),
         (_mv(1, annotations={APPROVAL_ANNOTATION: "bogus"}), "approved", "GatesPassed"),
-        (_mv(1, "rejected", approvalReason="RolloutFailed"), "rejected", "RolloutFailed"),
+        # What an earlier operator wrote to status is recomputed, not trusted.
+        (_mv(1, "rejected", approvalReason="RolloutFailed"), "approved", "GatesPassed"),
     ],
 )
 def test_approval(mv: dict[str, Any], approval: str, reason: str) -> None:
     got, got_reason, _ = policies.approval(mv)
     assert (got, got_reason) == (approval, reason)
+
+
+def _refusing(name: str, *records: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": {"rejectedVersions": list(records)}}
+
+
+ROLLED_BACK = {"version": 1, "modelVersion": "m-v1", "reason": "RolloutFailed", "message": "late"}
+
+
+@pytest.mark.parametrize(
+    ("mv", "deployments", "approval", "reason"),
+    [
+        (_mv(1), [], "approved", "GatesPassed"),
+        (_mv(1), [_refusing("web", ROLLED_BACK)], "rejected", "RolloutFailed"),
+        (_mv(2), [_refusing("web", ROLLED_BACK)], "approved", "GatesPassed"),
+        (_mv(1, gates=False), [_refusing("web", ROLLED_BACK)], "rejected", "GatesFailed"),
+        (
+            _mv(1, annotations={APPROVAL_ANNOTATION: "approved"}),
+            [_refusing("web", ROLLED_BACK)],
+            "approved",
+            "SetByUser",
+        ),
+    ],
+)
+def test_approval_reads_the_deployments_refusals(
+    mv: dict[str, Any], deployments: list[dict[str, Any]], approval: str, reason: str
+) -> None:
+    got, got_reason, message = policies.approval(mv, policies.rejections_of(mv, deployments))
+    assert (got, got_reason) == (approval, reason)
+    if got_reason == "RolloutFailed":
+        assert message == "Deployment web: late"
+
+
+def test_refused_versions_forget_what_a_user_approved_since() -> None:
+    records = [ROLLED_BACK, {**ROLLED_BACK, "version": 2, "modelVersion": "m-v2"}]
+    approved_again = _mv(2, annotations={APPROVAL_ANNOTATION: "approved"})
+    assert set(policies.refused_versions(records, [_mv(1), approved_again])) == {1}
 
 
 VERSIONS = [_mv(1, "approved"), _mv(2, "approved"), _mv(3, "rejected"), _mv(4), _mv(5, "archived")]

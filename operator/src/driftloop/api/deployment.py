@@ -189,6 +189,16 @@ class RetrainRecord(ApiModel):
     outcome: str | None = Field(default=None, max_length=256)
 
 
+class VersionRejection(ApiModel):
+    """A version this Deployment refused or rolled back, and why."""
+
+    version: int = Field(ge=1, description="Version number.")
+    model_version: str = Field(max_length=253, description="The ModelVersion's name.")
+    reason: str = Field(max_length=64, description="PromotionPolicy or RolloutFailed.")
+    message: str = Field(default="", max_length=1024)
+    time: str = Field(json_schema_extra={"format": "date-time"})
+
+
 class DeploymentStatus(StatusBase):
     """Observed state of a model Deployment."""
 
@@ -207,4 +217,13 @@ class DeploymentStatus(StatusBase):
     )
     retrain_history: list[RetrainRecord] = Field(
         default_factory=list, max_length=20, description="Recent retraining runs, newest first."
+    )
+    rejected_versions: list[VersionRejection] = Field(
+        default_factory=list,
+        max_length=20,
+        description=(
+            "Versions this Deployment will not serve again, newest first: refused by the "
+            "promotion policy or rolled back after a failed rollout. Each ModelVersion "
+            "reconciler reads them into that version's approval."
+        ),
     )

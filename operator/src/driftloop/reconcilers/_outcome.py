@@ -8,9 +8,17 @@ from typing import Any
 from driftloop import conditions
 from driftloop.builders import Owner
 from driftloop.config import OperatorConfig
-from driftloop.kube import Kube
+from driftloop.kube import CrdCache, KubeClient
 
 Obj = Mapping[str, Any]
+
+
+class RetryLaterError(Exception):
+    """The reconcile cannot finish now; run it again after ``delay`` seconds."""
+
+    def __init__(self, message: str, delay: float = 1.0) -> None:
+        super().__init__(message)
+        self.delay = delay
 
 
 @dataclass(frozen=True)
@@ -34,9 +42,11 @@ class Outcome:
 class Context:
     """Everything a reconciler needs besides the object itself."""
 
-    kube: Kube
+    kube: KubeClient
     config: OperatorConfig
     now: datetime
+    #: Optional CRDs (ServiceMonitor), looked up at most every few minutes.
+    crds: CrdCache
 
     @property
     def now_text(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -18,27 +18,28 @@ from ._outcome import Context, Event, Obj, Outcome, StatusWriter, owner_of
 from .drift import evaluate_retraining
 
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
-_crd_cache: dict[str, tuple[float, bool]] = {}
 
 
-def _has_crd(ctx: Context, name: str, ttl: float = 300.0) -> bool:
-    cached = _crd_cache.get(name)
-    if cached is None or time.monotonic() - cached[0] > ttl:
-        cached = (time.monotonic(), ctx.kube.crd_exists(name))
-        _crd_cache[name] = cached
-    return cached[1]
+REJECTIONS_LIMIT = 20
 
 
-def reject(ctx: Context, mv: Obj, reason: str, message: str) -> None:
-    """Record in the ModelVersion's status (operator-owned) that it must not be served."""
-    meta = mv["metadata"]
-    ctx.kube.patch_status(
-        MODEL_VERSION,
-        meta["namespace"],
-        meta["name"],
-        {"approval": "rejected", "approvalReason": reason},
-    )
-    mv.setdefault("status", {}).update(approval="rejected", approvalReason=reason)  # type: ignore[attr-defined]
+def _reject(status: StatusWriter, mv: Obj, reason: str, message: str) -> None:
+    """Record in this Deployment's own status that it will not serve ``mv`` again.
+
+    The ModelVersion reconciler reads these records into the version's approval:
+    each object's status has one writer.
+    """
+    version = int(mv["spec"]["version"])
+    earlier = status.fields.get("rejectedVersions", status.current.get("rejectedVersions")) or []
+    kept = [r for r in earlier if int(r["version"]) != version]
+    record = {
+        "version": version,
+        "modelVersion": mv["metadata"]["name"],
+        "reason": reason,
+        "message": message[:1024],
+        "time": status.now,
+    }
+    status.fields["rejectedVersions"] = [record, *kept][:REJECTIONS_LIMIT]
 
 
 def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
@@ -58,10 +59,11 @@ def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
     by_number = {int(mv["spec"]["version"]): mv for mv in versions}
     serving_number: int | None = current.get("servingVersion")
     serving = by_number.get(serving_number) if serving_number is not None else None
+    refused = policies.refused_versions(current.get("rejectedVersions") or [], versions)
 
-    target = policies.resolve_version(spec.model, versions)
+    target = policies.resolve_version(spec.model, versions, refused)
     if target is not None and serving is not None and target is not serving:
-        target = _gate(ctx, spec, target, serving, status, events)
+        target = _gate(spec, target, serving, refused, status, events)
     if target is None:
         if spec.model.version is not None:
             reason = "ModelVersionNotFound"
@@ -108,16 +110,17 @@ def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
 
 
 def _gate(
-    ctx: Context,
     spec: DeploymentSpec,
     target: Obj,
     serving: Obj,
+    refused: Mapping[int, Obj],
     status: StatusWriter,
     events: list[Event],
 ) -> Obj | None:
     """Apply the promotion policy to a newer version; returns what to serve."""
-    approval = target.get("status") or {}
-    if approval.get("approvalReason") == "RolloutFailed":
+    record = refused.get(int(target["spec"]["version"]))
+    if record is not None:  # only a pinned version gets here: a channel skips refused ones
+        status.condition("Promoted", False, record["reason"], record.get("message", ""))
         return serving
     if spec.model.version is not None:
         return target  # pinned by the user: no policy
@@ -127,8 +130,8 @@ def _gate(
     if decision.promote:
         return target
     status.condition("Promoted", False, decision.reason, decision.message)
-    if decision.reason == "PromotionPolicy":
-        reject(ctx, target, "PromotionPolicy", decision.message)
+    if decision.reason == policies.REJECTED_BY_POLICY:
+        _reject(status, target, policies.REJECTED_BY_POLICY, decision.message)
         events.append(Event("Warning", "PromotionRejected", decision.message))
         # The channel may now resolve to another candidate; it is gated next time.
     return serving
@@ -145,7 +148,7 @@ def _ensure_predictor(
     if existing is None or current.get(naming.ANNOTATION_SPEC_HASH) != digest:
         existing = ctx.kube.apply_deployment(manifest)
         ctx.kube.create(builders.predictor_service(owner))
-        if ctx.config.model_service_monitors and _has_crd(ctx, SERVICE_MONITOR_CRD):
+        if ctx.config.model_service_monitors and ctx.crds.exists(SERVICE_MONITOR_CRD):
             ctx.kube.create(builders.service_monitor(owner))
     return existing
 
@@ -175,12 +178,9 @@ def _track_rollout(
             previousVersion=previous,
             rolloutStarted=None,
         )
+        # Ready pods passed the server's digest check: the ModelVersion reconciler
+        # reads servingModelVersion into the version's artifactVerified.
         status.condition("Promoted", True, "RolledOut", f"now serving {served.name}")
-        # Ready pods passed the server's digest check: the artifact is verified.
-        meta = target["metadata"]
-        ctx.kube.patch_status(
-            MODEL_VERSION, meta["namespace"], meta["name"], {"artifactVerified": True}
-        )
         status.ready(True, "Serving", f"serving {served.name}")
         what = (
             f"version {previous} -> {served.version}" if previous else f"version {served.version}"
@@ -195,8 +195,8 @@ def _track_rollout(
             if serving
             else "no previous version"
         )
-        reject(ctx, target, "RolloutFailed", message)
-        status.condition("Promoted", False, "RolloutFailed", message)
+        _reject(status, target, policies.REJECTED_AFTER_ROLLOUT, message)
+        status.condition("Promoted", False, policies.REJECTED_AFTER_ROLLOUT, message)
         events.append(Event("Warning", "RolledBack", message))
         if serving is not None:
             old = ServedVersion.of(serving)
@@ -204,7 +204,7 @@ def _track_rollout(
             status.fields.update(desiredVersion=old.version, rolloutStarted=None)
             status.ready(True, "RolledBack", message)
         else:
-            status.ready(False, "RolloutFailed", message)
+            status.ready(False, policies.REJECTED_AFTER_ROLLOUT, message)
         return
     what = f"rolling out {served.name}: {rollout.ready_replicas}/{spec.replicas} ready"
     if serving is None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import kopf
 from pydantic import ValidationError
 
 from driftloop import builders, conditions, naming, policies
@@ -12,7 +11,7 @@ from driftloop.api import DATASET, MODEL_VERSION, DatasetSpec, TrainingRunPhase,
 from driftloop.builders import Owner
 from driftloop_runtime import contract
 
-from ._outcome import Context, Event, Obj, Outcome, StatusWriter, owner_of
+from ._outcome import Context, Event, Obj, Outcome, RetryLaterError, StatusWriter, owner_of
 
 TERMINAL = {TrainingRunPhase.succeeded, TrainingRunPhase.failed}
 #: Attempts at claiming a version number when runs of one model finish together.
@@ -132,4 +131,4 @@ def claim_model_version(
         labels = obj["metadata"].get("labels") or {}
         if created or labels.get(naming.LABEL_TRAINING_RUN_UID) == run.uid:
             return obj
-    raise kopf.TemporaryError("could not claim a model version number", delay=1)
+    raise RetryLaterError("could not claim a model version number")
