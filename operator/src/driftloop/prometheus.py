@@ -7,6 +7,10 @@ import math
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
+
+#: The signature of :func:`query_scalar` (tests pass their own).
+PrometheusQuery = Callable[[str, str, str | None], float]
 
 
 class PrometheusError(Exception):

@@ -9,6 +9,7 @@ from driftloop import conditions
 from driftloop.builders import Owner
 from driftloop.config import OperatorConfig
 from driftloop.kube import CrdCache, KubeClient
+from driftloop.prometheus import PrometheusQuery, query_scalar
 
 Obj = Mapping[str, Any]
 
@@ -47,6 +48,8 @@ class Context:
     now: datetime
     #: Optional CRDs (ServiceMonitor), looked up at most every few minutes.
     crds: CrdCache
+    #: Runs one instant PromQL query: (address, query, bearer token) -> value.
+    query_prometheus: PrometheusQuery = query_scalar
 
     @property
     def now_text(self) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from driftloop import builders, naming, retraining
 from driftloop.api import TRAINING_RUN, DeploymentSpec
-from driftloop.prometheus import PrometheusError, query_scalar
+from driftloop.prometheus import PrometheusError
 
 from ._outcome import Context, Event, Obj, StatusWriter, owner_of
 
@@ -51,7 +51,7 @@ def evaluate_retraining(
             namespace, name, str(spec.monitoring.method), serving
         )
         try:
-            value: float | None = query_scalar(address, query, token)
+            value: float | None = ctx.query_prometheus(address, query, token)
         except PrometheusError as error:
             errors.append(error)
             value = None
