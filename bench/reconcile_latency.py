@@ -26,17 +26,13 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from kubernetes import client, config, watch
 
-from kubernetes import client, config, watch  # noqa: E402
-
-from tests.support.cluster import EMBEDDED_KUBECONFIG, VERSIONS, Kubectl, wait_for  # noqa: E402
-from tests.support.data import dataset_manifest, iris_csv, training_run_manifest  # noqa: E402
-from tests.support.driftloop import (  # noqa: E402
+from driftloop_testkit.cluster import EMBEDDED_KUBECONFIG, VERSIONS, Kubectl, wait_for
+from driftloop_testkit.data import dataset_manifest, iris_csv, training_run_manifest
+from driftloop_testkit.driftloop import (
     GROUP,
     VERSION,
     create_artifact_store,

@@ -20,14 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from kubernetes import client, config
 
-from kubernetes import client, config  # noqa: E402
-
-from tests.support.cluster import EMBEDDED_KUBECONFIG, VERSIONS, Kubectl, wait_for  # noqa: E402
-from tests.support.data import dataset_manifest, iris_csv, training_run_manifest  # noqa: E402
-from tests.support.driftloop import (  # noqa: E402
+from driftloop_testkit.cluster import EMBEDDED_KUBECONFIG, REPO, VERSIONS, Kubectl, wait_for
+from driftloop_testkit.data import dataset_manifest, iris_csv, training_run_manifest
+from driftloop_testkit.driftloop import (
     GROUP,
     VERSION,
     create_artifact_store,
@@ -38,8 +35,8 @@ from tests.support.driftloop import (  # noqa: E402
     ready_predictor_url,
     stage_file,
 )
-from tests.support.helm import CHART, helm, values_file  # noqa: E402
-from tests.support.traffic import send  # noqa: E402
+from driftloop_testkit.helm import CHART, helm, values_file
+from driftloop_testkit.traffic import send
 
 NAMESPACE = os.environ.get("DEMO_NAMESPACE", "driftloop-demo")
 THRESHOLD = 0.25

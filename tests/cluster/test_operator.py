@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.cluster import Kubectl, wait_for
-from tests.support.data import (
+from driftloop_testkit.cluster import Kubectl, wait_for
+from driftloop_testkit.data import (
     dataset_manifest,
     infer_request,
     iris_csv,
     model_version_manifest,
     training_run_manifest,
 )
-from tests.support.driftloop import (
+from driftloop_testkit.driftloop import (
     GROUP,
     VERSION,
     OperatorProcess,

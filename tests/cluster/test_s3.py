@@ -16,9 +16,9 @@ import pytest
 import requests
 
 from driftloop_runtime import contract, store
-from tests.support.cluster import Kubectl
-from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
-from tests.support.driftloop import (
+from driftloop_testkit.cluster import Kubectl
+from driftloop_testkit.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
+from driftloop_testkit.driftloop import (
     GROUP,
     VERSION,
     OperatorProcess,
@@ -28,7 +28,7 @@ from tests.support.driftloop import (
     ready_predictor_url,
     wait_cr,
 )
-from tests.support.s3 import S3_SECRET, S3Server
+from driftloop_testkit.s3 import S3_SECRET, S3Server
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.s3 import S3Server
+from driftloop_testkit.s3 import S3Server
 
 pytestmark = pytest.mark.docker
 

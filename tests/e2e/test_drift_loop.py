@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.cluster import Kubectl, wait_for
-from tests.support.data import dataset_manifest, iris_csv, training_run_manifest
-from tests.support.driftloop import (
+from driftloop_testkit.cluster import Kubectl, wait_for
+from driftloop_testkit.data import dataset_manifest, iris_csv, training_run_manifest
+from driftloop_testkit.driftloop import (
     GROUP,
     VERSION,
     OperatorProcess,
@@ -24,7 +24,7 @@ from tests.support.driftloop import (
     ready_predictor_url,
     wait_cr,
 )
-from tests.support.traffic import send
+from driftloop_testkit.traffic import send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 API = f"{GROUP}/{VERSION}"

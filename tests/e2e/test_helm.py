@@ -18,9 +18,9 @@ import requests
 import yaml
 
 from driftloop_runtime import store
-from tests.support.cluster import REPO, VERSIONS, Kubectl, wait_for
-from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
-from tests.support.driftloop import (
+from driftloop_testkit.cluster import REPO, VERSIONS, Kubectl, wait_for
+from driftloop_testkit.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
+from driftloop_testkit.driftloop import (
     GROUP,
     PLURALS,
     VERSION,
@@ -29,8 +29,8 @@ from tests.support.driftloop import (
     profile_jobs,
     wait_cr,
 )
-from tests.support.helm import CHART, helm, values_file
-from tests.support.s3 import S3Server
+from driftloop_testkit.helm import CHART, helm, values_file
+from driftloop_testkit.s3 import S3Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.helm]
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # helpers next to this file
-
-from rt_support import Server, diabetes_request, iris_frame, iris_request, serve_env, start_server
-
 from driftloop_runtime import contract
+from driftloop_testkit.runtime import (
+    Server,
+    diabetes_request,
+    iris_frame,
+    iris_request,
+    serve_env,
+    start_server,
+)
 
 
 @pytest.fixture(scope="session")

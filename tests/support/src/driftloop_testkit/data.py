@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def iris_csv(shift: float = 0.0, nulls: int = 0, seed: int = 0, repeat: int = 1)
     return buffer.getvalue()
 
 
-def dataset_manifest(name: str, source: str, **validation: object) -> dict[str, object]:
+def dataset_manifest(name: str, source: str, **validation: object) -> dict[str, Any]:
     return {
         "apiVersion": "driftloop.dev/v1alpha1",
         "kind": "Dataset",

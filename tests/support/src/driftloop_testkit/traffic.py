@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from tests.support.data import infer_request
+from driftloop_testkit.data import infer_request
 
 _IRIS: np.ndarray | None = None
 

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import REPO, STATE, VERSIONS, Kubectl, wait_for
+from driftloop_testkit.cluster import REPO, STATE, VERSIONS, Kubectl, wait_for
 
 GROUP, VERSION = "driftloop.dev", "v1alpha1"
 PLURALS = {
