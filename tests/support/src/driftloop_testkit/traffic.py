@@ -30,6 +30,11 @@ def rows(n: int, shift: float = 0.0, seed: int | None = None) -> list[list[float
     return [[round(float(v), 3) for v in row] for row in sample]
 
 
+def infer(url: str, rows: list[list[float]], timeout: float = 10) -> requests.Response:
+    """POST one OIP v2 request of ``rows`` to a model's infer ``url``."""
+    return requests.post(url, json=infer_request(rows), timeout=timeout)
+
+
 def send(
     url: str,
     batches: int,
