@@ -21,29 +21,27 @@ import argparse
 import os
 import queue
 import statistics
-import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from kubernetes import client, config, watch
 
-from kubernetes import client, config, watch  # noqa: E402
-
-from tests.support.cluster import EMBEDDED_KUBECONFIG, VERSIONS, Kubectl, wait_for  # noqa: E402
-from tests.support.data import dataset_manifest, iris_csv, training_run_manifest  # noqa: E402
-from tests.support.driftloop import (  # noqa: E402
+from driftloop_testkit.cluster import EMBEDDED_KUBECONFIG, VERSIONS, Kubectl, wait_for
+from driftloop_testkit.data import iris_csv, training_run_manifest
+from driftloop_testkit.driftloop import (
     GROUP,
     VERSION,
+    OperatorProcess,
     create_artifact_store,
     delete_artifact_store,
-    get_cr,
     stage_file,
 )
+from driftloop_testkit.scenarios import ready_dataset
 
 
 class Watcher:
@@ -100,36 +98,13 @@ def main() -> int:
         core.create_namespace({"metadata": {"name": name}})
         wait_for(lambda n=name: core.read_namespaced_service_account("default", n), timeout=60)
     pv = create_artifact_store(api, ns)
-    operator = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "driftloop",
-            "--namespace",
-            ns,
-            "--metrics-port",
-            "0",
-            "--liveness",
-            "",
-        ],
-        env={**os.environ, "KUBECONFIG": kubeconfig, "DRIFTLOOP_RUNTIME_IMAGE": image},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
+    # The operator's own defaults (no test settings: its timers as in production); its
+    # log goes to the temp directory.
+    operator = OperatorProcess(kubeconfig, ns, image, Path(tempfile.gettempdir()), settings={})
+    operator.start()
     try:
         stage_file(api, ns, image, "data/iris.csv", iris_csv())
-        custom.create_namespaced_custom_object(
-            GROUP, VERSION, ns, "datasets", dataset_manifest("iris", "/artifacts/data/iris.csv")
-        )
-        wait_for(
-            lambda: (
-                ((get_cr(custom, ns, "Dataset", "iris") or {}).get("status") or {}).get("phase")
-                == "Ready"
-            ),
-            timeout=300,
-            what="dataset ready",
-        )
+        ready_dataset(custom, ns)
         # From here on no pod may start: we time controllers, not training.
         core.create_namespaced_resource_quota(
             ns, {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}}
@@ -184,8 +159,7 @@ def main() -> int:
         jobs.stop()
         pods.stop()
     finally:
-        operator.terminate()
-        operator.wait(timeout=30)
+        operator.stop()
         Kubectl(kubeconfig)(
             "delete",
             f"trainingruns.{GROUP},datasets.{GROUP}",

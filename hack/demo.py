@@ -11,35 +11,30 @@ Set KEEP=1 to leave the demo namespace behind for poking around.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from kubernetes import client, config
 
-from kubernetes import client, config  # noqa: E402
-
-from tests.support.cluster import EMBEDDED_KUBECONFIG, VERSIONS, Kubectl, wait_for  # noqa: E402
-from tests.support.data import dataset_manifest, iris_csv, training_run_manifest  # noqa: E402
-from tests.support.driftloop import (  # noqa: E402
+from driftloop_testkit.cluster import EMBEDDED_KUBECONFIG, REPO, VERSIONS, Kubectl, wait_for
+from driftloop_testkit.data import drift_loop_deployment, iris_csv
+from driftloop_testkit.driftloop import (
     GROUP,
     VERSION,
+    OperatorProcess,
     create_artifact_store,
-    create_cr,
     delete_artifact_store,
     delete_crs,
     get_cr,
     ready_predictor_url,
     stage_file,
 )
-from tests.support.helm import CHART, helm, values_file  # noqa: E402
-from tests.support.traffic import send  # noqa: E402
+from driftloop_testkit.helm import CHART, helm, values_file
+from driftloop_testkit.scenarios import approved_version, ready_dataset, serve, trained
+from driftloop_testkit.traffic import send
 
 NAMESPACE = os.environ.get("DEMO_NAMESPACE", "driftloop-demo")
 THRESHOLD = 0.25
@@ -114,37 +109,11 @@ def start_operator(
     """The operator in-cluster from the chart (default), or DEMO_OPERATOR=local: a subprocess."""
     if os.environ.get("DEMO_OPERATOR", "helm") == "local":
         say("starting the operator (python -m driftloop, watching the demo namespace)")
-        log = open(REPO / ".demo-operator.log", "wb")  # noqa: SIM115 - closed with the process
-        operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "driftloop",
-                "--namespace",
-                NAMESPACE,
-                "--metrics-port",
-                "0",
-                "--liveness",
-                "",
-            ],
-            env={
-                **os.environ,
-                "KUBECONFIG": kubeconfig,
-                "DRIFTLOOP_RUNTIME_IMAGE": image,
-                "DRIFTLOOP_POLL_INTERVAL": "2",
-                "DRIFTLOOP_PROMETHEUS_URL": prometheus,
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+        operator = OperatorProcess(
+            kubeconfig, NAMESPACE, image, REPO, log_name=".demo-operator.log"
         )
-
-        def stop_local() -> None:
-            operator.send_signal(signal.SIGTERM)
-            operator.wait(timeout=30)
-            log.close()
-
-        return stop_local
+        operator.start(DRIFTLOOP_PROMETHEUS_URL=prometheus)
+        return operator.stop
 
     # Pods reach the host's Prometheus through the node's address on the pod bridge.
     node = client.CoreV1Api(api).list_node().items[0]
@@ -200,51 +169,28 @@ def start_operator(
 def run_story(api: Any, custom: Any, kubectl: Kubectl, image: str) -> None:
     say("staging iris.csv (150 rows) on the artifact volume")
     stage_file(api, NAMESPACE, image, "data/iris.csv", iris_csv())
-    create_cr(custom, NAMESPACE, dataset_manifest("iris", "/artifacts/data/iris.csv"))
-    ds = wait_status(
-        custom, "Dataset", "iris", lambda s: s.get("phase") == "Ready", "Dataset ready"
-    )
+    ds = ready_dataset(custom, NAMESPACE, timeout=600)["status"]
     milestone("data", f"Dataset iris validated: {ds['rows']} rows, {ds['version'][:19]}…")
 
-    create_cr(custom, NAMESPACE, training_run_manifest("iris-1", "iris"))
     say("TrainingRun iris-1 → batch/v1 Job running the runtime image")
-    run = wait_status(
-        custom,
-        "TrainingRun",
-        "iris-1",
-        lambda s: s.get("phase") in ("Succeeded", "Failed"),
-        "training",
-    )
+    run = trained(custom, NAMESPACE)["status"]
+    approved_version(custom, NAMESPACE)
     milestone(
         "train",
         f"{run.get('modelVersion')} registered, accuracy {run['metrics'].get('accuracy', 0):.3f}",
     )
 
-    create_cr(
+    # The Prometheus address is the operator's own setting (DEMO_PROMETHEUS).
+    serve(
         custom,
         NAMESPACE,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Deployment",
-            "metadata": {"name": "iris"},
-            "spec": {
-                "model": {"name": "iris", "channel": "latestApproved"},
-                "monitoring": {"method": "psi", "window": 200},
-                "retraining": {
-                    "interval": "2s",
-                    "cooldown": "30m",
-                    "triggers": [{"name": "drift", "threshold": THRESHOLD, "for": "6s"}],
-                    "template": {
-                        k: v
-                        for k, v in training_run_manifest("x", "iris")["spec"].items()  # type: ignore[union-attr]
-                        if k != "model"
-                    },
-                },
-                "promotion": {"metric": "accuracy", "tolerance": 0.15, "rolloutDeadline": "3m"},
-            },
-        },
+        drift_loop_deployment(
+            channel="latestApproved",
+            rollout_deadline="3m",
+            triggers=[{"name": "drift", "threshold": THRESHOLD, "for": "6s"}],
+        ),
+        timeout=600,
     )
-    wait_status(custom, "Deployment", "iris", lambda s: s.get("servingVersion") == 1, "serving v1")
     url = ready_predictor_url(kubectl, NAMESPACE, "iris", 1, timeout=180)
     milestone("serve", f"Deployment iris serving version 1 at {url}")
 

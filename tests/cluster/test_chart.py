@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.support.cluster import Kubectl
-from tests.support.helm import VALUE_SETS, render
+from driftloop_testkit.cluster import Kubectl
+from driftloop_testkit.helm import VALUE_SETS, render
 
 pytestmark = [pytest.mark.cluster, pytest.mark.helm]
 

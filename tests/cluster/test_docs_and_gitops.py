@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.cluster import REPO, Kubectl
-from tests.support.driftloop import GROUP, OperatorProcess, condition, wait_cr
+from driftloop_testkit.cluster import REPO, Kubectl
+from driftloop_testkit.driftloop import GROUP, OperatorProcess, condition, wait_cr
 
 pytestmark = pytest.mark.cluster
 DOCS = REPO / "docs"

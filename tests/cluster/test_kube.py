@@ -8,8 +8,8 @@ import pytest
 
 from driftloop.api import MODEL_VERSION
 from driftloop.kube import ConflictError, Kube
-from tests.support.data import model_version_manifest
-from tests.support.driftloop import create_cr, get_cr
+from driftloop_testkit.data import model_version_manifest
+from driftloop_testkit.driftloop import create_cr, get_cr
 
 pytestmark = pytest.mark.cluster
 

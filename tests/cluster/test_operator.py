@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.cluster import Kubectl, wait_for
-from tests.support.data import (
+from driftloop_testkit.cluster import Kubectl, wait_for
+from driftloop_testkit.data import (
     dataset_manifest,
-    infer_request,
+    deployment_manifest,
     iris_csv,
     model_version_manifest,
     training_run_manifest,
 )
-from tests.support.driftloop import (
+from driftloop_testkit.driftloop import (
     GROUP,
     VERSION,
     OperatorProcess,
@@ -27,21 +27,20 @@ from tests.support.driftloop import (
     create_cr,
     get_cr,
     profile_jobs,
+    ready_predictor_url,
     wait_cr,
 )
+from driftloop_testkit.scenarios import (
+    has_reason,
+    in_phase,
+    is_ready,
+    ready_dataset,
+    train_then_serve,
+    verified_version,
+)
+from driftloop_testkit.traffic import infer
 
 pytestmark = pytest.mark.cluster
-
-
-def _ready(obj: dict[str, Any]) -> bool:
-    return (
-        condition(obj).get("status") == "True"
-        and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
-    )
-
-
-def _reason(reason: str) -> Any:
-    return lambda obj: condition(obj).get("reason") == reason
 
 
 def _metrics(operator: OperatorProcess) -> str:
@@ -55,100 +54,34 @@ def _operator_metric(operator: OperatorProcess, series: str) -> float:
     return 0.0
 
 
-def _predictor_pod_ip(kubectl: Kubectl, namespace: str, name: str) -> str:
-    pods = kubectl.json(
-        "get",
-        "pods",
-        "-n",
-        namespace,
-        "-l",
-        f"app.kubernetes.io/instance={name},app.kubernetes.io/component=predictor",
-    )
-    ready = [
-        p
-        for p in pods["items"]
-        if any(
-            c["type"] == "Ready" and c["status"] == "True"
-            for c in p["status"].get("conditions", [])
-        )
-    ]
-    assert ready, "no ready predictor pod"
-    return ready[0]["status"]["podIP"]  # type: ignore[no-any-return]
-
-
 def test_happy_path_data_to_prediction(
     operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str, stage: Any
 ) -> None:
     stage("data/iris.csv", iris_csv())
-    create_cr(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
-    dataset = wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)
+    served = train_then_serve(custom, namespace)
+    dataset, run, mv = served.dataset, served.run, served.model_version
     assert dataset["status"]["rows"] == 150
     assert dataset["status"]["columns"] == 5
     assert dataset["status"]["version"].startswith("sha256:")
 
-    create_cr(custom, namespace, training_run_manifest("iris-1", "iris"))
-    run = wait_cr(
-        custom,
-        namespace,
-        "TrainingRun",
-        "iris-1",
-        lambda o: o.get("status", {}).get("phase") == "Succeeded",
-        timeout=600,
-    )
     assert run["status"]["modelVersion"] == "iris-v1"
     assert run["status"]["metrics"]["accuracy"] > 0.7
     assert run["status"]["datasetDigest"] == dataset["status"]["version"]
 
-    mv = wait_cr(
-        custom,
-        namespace,
-        "ModelVersion",
-        "iris-v1",
-        lambda o: o.get("status", {}).get("approval") == "approved",
-    )
     assert mv["spec"]["version"] == 1
     assert mv["spec"]["lineage"]["trainingRun"] == "iris-1"
     assert "ownerReferences" not in mv["metadata"]
 
-    create_cr(
-        custom,
-        namespace,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Deployment",
-            "metadata": {"name": "iris"},
-            "spec": {"model": {"name": "iris", "channel": "latestApproved"}},
-        },
-    )
-    deployment = wait_cr(
-        custom,
-        namespace,
-        "Deployment",
-        "iris",
-        lambda o: _ready(o) and o["status"].get("servingVersion") == 1,
-        timeout=300,
-    )
-    assert deployment["status"]["url"].endswith("/v2/models/iris")
+    assert served.deployment["status"]["url"].endswith("/v2/models/iris")
     # A server loaded it after checking its digest.
-    wait_cr(
-        custom,
-        namespace,
-        "ModelVersion",
-        "iris-v1",
-        lambda o: o.get("status", {}).get("artifactVerified") is True,
-    )
+    verified_version(custom, namespace)
 
-    pod_ip = _predictor_pod_ip(kubectl, namespace, "iris")
-    body = infer_request([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
-    response = requests.post(f"http://{pod_ip}:8080/v2/models/iris/infer", json=body, timeout=10)
+    # A predictor pod is ready now (timeout=0: the Deployment is Ready, so no waiting).
+    url = ready_predictor_url(kubectl, namespace, "iris", 1, timeout=0)
+    response = infer(url, [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
     assert response.status_code == 200, response.text
     assert response.json()["outputs"][0]["data"] == ["setosa", "virginica"]
-    assert (
-        requests.post(
-            f"http://{pod_ip}:8080/v2/models/iris/infer", json={"inputs": 3}, timeout=10
-        ).status_code
-        == 400
-    )
+    assert requests.post(url, json={"inputs": 3}, timeout=10).status_code == 400
 
     # The operator's own metrics; a settled object costs no more status PATCHes.
     reconciles = 'driftloop_operator_reconciles_total{kind="Dataset",result="ok"}'
@@ -189,7 +122,7 @@ def test_failures_are_conditions_with_reasons(
 ) -> None:
     # A run whose dataset does not exist waits, it does not crash-loop.
     create_cr(custom, namespace, training_run_manifest("orphan", "missing"))
-    orphan = wait_cr(custom, namespace, "TrainingRun", "orphan", _reason("DatasetNotFound"))
+    orphan = wait_cr(custom, namespace, "TrainingRun", "orphan", has_reason("DatasetNotFound"))
     assert orphan["status"]["phase"] == "Pending"
 
     # Bad data fails the Dataset with the rule and column that failed.
@@ -197,40 +130,27 @@ def test_failures_are_conditions_with_reasons(
     create_cr(
         custom, namespace, dataset_manifest("nulls", "/artifacts/data/nulls.csv", maxNullRatio=0.05)
     )
-    bad = wait_cr(custom, namespace, "Dataset", "nulls", _reason("ValidationFailed"), timeout=300)
+    bad = wait_cr(
+        custom, namespace, "Dataset", "nulls", has_reason("ValidationFailed"), timeout=300
+    )
     assert "maxNullRatio" in condition(bad)["message"]
     assert "sepal_length" in condition(bad)["message"]
     waiting = training_run_manifest("on-bad-data", "nulls")
     create_cr(custom, namespace, waiting)
-    wait_cr(custom, namespace, "TrainingRun", "on-bad-data", _reason("DatasetNotReady"))
+    wait_cr(custom, namespace, "TrainingRun", "on-bad-data", has_reason("DatasetNotReady"))
 
     # A pinned version that does not exist.
-    create_cr(
-        custom,
-        namespace,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Deployment",
-            "metadata": {"name": "pinned"},
-            "spec": {"model": {"name": "nothing", "version": 7}},
-        },
-    )
-    wait_cr(custom, namespace, "Deployment", "pinned", _reason("ModelVersionNotFound"))
+    create_cr(custom, namespace, deployment_manifest("pinned", "nothing", version=7))
+    wait_cr(custom, namespace, "Deployment", "pinned", has_reason("ModelVersionNotFound"))
 
     # Hyperparameters the estimator does not take fail the run, once, with the reason.
     stage("data/iris.csv", iris_csv())
-    create_cr(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
-    wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)
+    ready_dataset(custom, namespace)
     bad_params = training_run_manifest("bad-params", "iris")
-    bad_params["spec"]["estimator"]["hyperparameters"] = {"n_trees": 3}  # type: ignore[index]
+    bad_params["spec"]["estimator"]["hyperparameters"] = {"n_trees": 3}
     create_cr(custom, namespace, bad_params)
     failed = wait_cr(
-        custom,
-        namespace,
-        "TrainingRun",
-        "bad-params",
-        lambda o: o.get("status", {}).get("phase") == "Failed",
-        timeout=300,
+        custom, namespace, "TrainingRun", "bad-params", in_phase("Failed"), timeout=300
     )
     assert failed["status"]["failureReason"] == "InvalidHyperparameters"
     assert "n_trees" in failed["status"]["failureMessage"]
@@ -240,10 +160,7 @@ def test_dataset_refresh_records_new_versions_and_drops_old_profiles(
     operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str, stage: Any
 ) -> None:
     stage("data/iris.csv", iris_csv())
-    manifest = dataset_manifest("iris", "/artifacts/data/iris.csv")
-    manifest["spec"]["refreshInterval"] = "15s"  # type: ignore[index]
-    create_cr(custom, namespace, manifest)
-    first = wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)["status"]
+    first = ready_dataset(custom, namespace, refresh_interval="15s")["status"]
 
     stage("data/iris.csv", iris_csv(shift=0.5, seed=1))  # the source changes upstream
     second = wait_cr(
@@ -281,8 +198,7 @@ def test_restart_mid_training_creates_no_duplicates(
     operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str, stage: Any
 ) -> None:
     stage("data/iris.csv", iris_csv(repeat=20))
-    create_cr(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
-    wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)
+    ready_dataset(custom, namespace)
     create_cr(custom, namespace, training_run_manifest("iris-restart", "iris"))
     wait_cr(
         custom,
@@ -297,7 +213,7 @@ def test_restart_mid_training_creates_no_duplicates(
         namespace,
         "TrainingRun",
         "iris-restart",
-        lambda o: o.get("status", {}).get("phase") == "Succeeded",
+        in_phase("Succeeded"),
         timeout=600,
     )
     operator.restart()  # and once more after it finished: still nothing new
@@ -331,5 +247,5 @@ def test_model_version_spec_is_immutable(
     assert result.returncode != 0
     assert "spec is immutable" in result.stderr
     # The operator approves it (gates passed by default) without touching spec.
-    mv = wait_cr(custom, namespace, "ModelVersion", "m-v1", _ready)
+    mv = wait_cr(custom, namespace, "ModelVersion", "m-v1", is_ready)
     assert mv["metadata"]["generation"] == 1

@@ -7,28 +7,26 @@ profile and training Jobs write to s3://, the predictor downloads from it.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from driftloop_runtime import contract, store
-from tests.support.cluster import Kubectl
-from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
-from tests.support.driftloop import (
-    GROUP,
-    VERSION,
+from driftloop_testkit.cluster import Kubectl
+from driftloop_testkit.data import dataset_manifest, iris_csv
+from driftloop_testkit.driftloop import (
     OperatorProcess,
     condition,
     create_cr,
-    delete_crs,
     ready_predictor_url,
+    running_operator,
     wait_cr,
 )
-from tests.support.s3 import S3_SECRET, S3Server
+from driftloop_testkit.s3 import S3_SECRET, S3Server
+from driftloop_testkit.scenarios import has_reason, train_then_serve, verified_version
+from driftloop_testkit.traffic import infer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3]
 
@@ -42,26 +40,16 @@ def s3_operator(
     s3: S3Server,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(
-        kubeconfig, namespace, runtime_image, tmp_path_factory.mktemp("operator")
-    )
-    proc.start(
+    with running_operator(
+        kubeconfig,
+        namespace,
+        runtime_image,
+        tmp_path_factory.mktemp("operator"),
         DRIFTLOOP_ARTIFACT_S3_BUCKET=s3.bucket,
         DRIFTLOOP_ARTIFACT_S3_ENDPOINT=s3.pod_endpoint,
         DRIFTLOOP_ARTIFACT_S3_SECRET=S3_SECRET,
-    )
-    yield proc
-    delete_crs(Kubectl(kubeconfig), namespace)
-    proc.stop()
-    if os.environ.get("DRIFTLOOP_SHOW_OPERATOR_LOG"):
-        print(proc.log()[-20000:])
-
-
-def _ready(obj: dict[str, Any]) -> bool:
-    return (
-        condition(obj).get("status") == "True"
-        and (obj.get("status") or {}).get("observedGeneration") == obj["metadata"]["generation"]
-    )
+    ) as proc:
+        yield proc
 
 
 def test_data_to_prediction_through_s3(
@@ -78,30 +66,14 @@ def test_data_to_prediction_through_s3(
     source = f"s3://{s3_env.bucket}/{namespace}/data/iris.csv"
     store.put_file(local, source)
 
-    create_cr(custom, namespace, dataset_manifest("iris", source))
-    dataset = wait_cr(custom, namespace, "Dataset", "iris", _ready, timeout=300)
+    served = train_then_serve(custom, namespace, source)
+    dataset, run, mv = served.dataset, served.run, served.model_version
     assert dataset["status"]["rows"] == 150
     profile_uri = dataset["status"]["profileUri"]
     assert profile_uri.startswith(f"s3://{s3_env.bucket}/datasets/iris-")
     assert b'"features"' in store.read_bytes(profile_uri)
 
-    create_cr(custom, namespace, training_run_manifest("iris-1", "iris"))
-    run = wait_cr(
-        custom,
-        namespace,
-        "TrainingRun",
-        "iris-1",
-        lambda o: o.get("status", {}).get("phase") == "Succeeded",
-        timeout=600,
-    )
     assert run["status"]["modelVersion"] == "iris-v1"
-    mv = wait_cr(
-        custom,
-        namespace,
-        "ModelVersion",
-        "iris-v1",
-        lambda o: o.get("status", {}).get("approval") == "approved",
-    )
     uri = mv["spec"]["artifact"]["uri"]
     assert uri.startswith(f"s3://{s3_env.bucket}/models/iris/iris-1-")
     # The committed set is in the bucket, and its manifest names the registered digest.
@@ -111,40 +83,15 @@ def test_data_to_prediction_through_s3(
     job = kubectl.json("get", "job", "iris-1-train", "-n", namespace)
     assert [v["name"] for v in job["spec"]["template"]["spec"]["volumes"]] == ["scratch"]
 
-    create_cr(
-        custom,
-        namespace,
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Deployment",
-            "metadata": {"name": "iris"},
-            "spec": {"model": {"name": "iris", "channel": "latestApproved"}},
-        },
-    )
-    wait_cr(
-        custom,
-        namespace,
-        "Deployment",
-        "iris",
-        lambda o: _ready(o) and o["status"].get("servingVersion") == 1,
-        timeout=300,
-    )
     url = ready_predictor_url(kubectl, namespace, "iris", 1)
-    body = infer_request([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
-    response = requests.post(url, json=body, timeout=10)
+    response = infer(url, [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
     assert response.status_code == 200, response.text
     assert len(response.json()["outputs"][0]["data"]) == 2
     logs = kubectl(
         "logs", "-n", namespace, "-l", "app.kubernetes.io/component=predictor", "--tail=-1"
     ).stdout
     assert f"downloaded {uri}" in logs
-    wait_cr(
-        custom,
-        namespace,
-        "ModelVersion",
-        "iris-v1",
-        lambda o: o.get("status", {}).get("artifactVerified") is True,
-    )
+    verified_version(custom, namespace)
 
 
 def test_missing_credentials_secret_is_reported(
@@ -152,11 +99,6 @@ def test_missing_credentials_secret_is_reported(
 ) -> None:
     create_cr(custom, namespace, dataset_manifest("iris", f"s3://{s3.bucket}/{namespace}/iris.csv"))
     dataset = wait_cr(
-        custom,
-        namespace,
-        "Dataset",
-        "iris",
-        lambda o: condition(o).get("reason") == "ArtifactStoreMissing",
-        timeout=60,
+        custom, namespace, "Dataset", "iris", has_reason("ArtifactStoreMissing"), timeout=60
     )
     assert f"Secret {S3_SECRET!r}" in condition(dataset)["message"]

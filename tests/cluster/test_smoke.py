@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import REPO, VERSIONS, restricted_security_context, wait_for
+from driftloop_testkit.cluster import REPO, VERSIONS, restricted_security_context, wait_for
 
 pytestmark = pytest.mark.cluster
 

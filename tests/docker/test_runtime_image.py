@@ -15,11 +15,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from tests.support.s3 import S3Server
+from driftloop_testkit.s3 import S3Server
 
 pytestmark = pytest.mark.docker
 
@@ -105,21 +106,22 @@ def base_run(artifacts: Path) -> list[str]:
     ]
 
 
-@pytest.fixture
-def trained(image: str, artifacts: Path) -> dict[str, str]:
+def train_in_container(run: list[str], image: str, source: str, out: str) -> dict[str, Any]:
+    """``docker <run> <image> train`` of a logistic regression on iris at ``source`` into
+    ``out``; the result it printed (which must say ok)."""
     request = {
         "modelName": "iris",
         "estimator": "LogisticRegression",
         "hyperparameters": {"max_iter": 500},
         "dataset": {
-            "source": "/artifacts/data/iris.csv",
+            "source": source,
             "features": [{"name": n} for n in FEATURES],
             "target": "target",
         },
-        "outputDir": "/artifacts/models/iris/v1",
+        "outputDir": out,
     }
     proc = docker(
-        *base_run(artifacts),
+        *run,
         "-e",
         f"DRIFTLOOP_REQUEST={json.dumps(request)}",
         "-e",
@@ -129,8 +131,16 @@ def trained(image: str, artifacts: Path) -> dict[str, str]:
         check=False,
     )
     assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["ok"] is True
+    return result
+
+
+@pytest.fixture
+def trained(image: str, artifacts: Path) -> dict[str, str]:
+    result = train_in_container(
+        base_run(artifacts), image, "/artifacts/data/iris.csv", "/artifacts/models/iris/v1"
+    )
     assert result["artifactUri"] == "file:///artifacts/models/iris/v1"
     assert (artifacts / "models" / "iris" / "v1" / "manifest.json").exists()
     return {"sha256": result["sha256"]}
@@ -179,7 +189,8 @@ def served(image: str, artifacts: Path, trained: dict[str, str]) -> Iterator[str
         docker("rm", "-f", name, check=False)
 
 
-def test_image_trains_and_serves(served: str) -> None:
+def assert_predicts_classes_0_and_2(url: str) -> None:
+    """The server at ``url`` answers a setosa row and a virginica row with classes 0, 2."""
     body = {
         "inputs": [
             {
@@ -190,9 +201,13 @@ def test_image_trains_and_serves(served: str) -> None:
             }
         ]
     }
-    r = requests.post(served + "/v2/models/iris/infer", json=body, timeout=10)
+    r = requests.post(url + "/v2/models/iris/infer", json=body, timeout=10)
     assert r.status_code == 200, r.text
     assert r.json()["outputs"][0]["data"] == [0, 2]
+
+
+def test_image_trains_and_serves(served: str) -> None:
+    assert_predicts_classes_0_and_2(served)
     bad = requests.post(served + "/v2/models/iris/infer", data=b"{", timeout=10)
     assert bad.status_code == 400
     metrics = requests.get(served + "/metrics", timeout=10).text
@@ -241,30 +256,7 @@ def test_image_trains_to_and_serves_from_s3(
     source = f"{s3_prefix}/data/iris.csv"
     store.put_file(artifacts / "data" / "iris.csv", source)
     out = f"{s3_prefix}/models/iris/v1"
-    request = {
-        "modelName": "iris",
-        "estimator": "LogisticRegression",
-        "hyperparameters": {"max_iter": 500},
-        "dataset": {
-            "source": source,
-            "features": [{"name": n} for n in FEATURES],
-            "target": "target",
-        },
-        "outputDir": out,
-    }
-    proc = docker(
-        *s3_run(s3_env),
-        "-e",
-        f"DRIFTLOOP_REQUEST={json.dumps(request)}",
-        "-e",
-        "DRIFTLOOP_TERMINATION_LOG=/tmp/termination-log",
-        image,
-        "train",
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["ok"] is True
+    result = train_in_container(s3_run(s3_env), image, source, out)
     assert result["artifactUri"] == out
     manifest = store.read_manifest(out)
     assert manifest is not None
@@ -296,19 +288,7 @@ def test_image_trains_to_and_serves_from_s3(
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, name)
-        body = {
-            "inputs": [
-                {
-                    "name": "x",
-                    "shape": [2, 4],
-                    "datatype": "FP32",
-                    "data": [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3],
-                }
-            ]
-        }
-        r = requests.post(url + "/v2/models/iris/infer", json=body, timeout=10)
-        assert r.status_code == 200, r.text
-        assert r.json()["outputs"][0]["data"] == [0, 2]
+        assert_predicts_classes_0_and_2(url)
     finally:
         docker("rm", "-f", name, check=False)
 

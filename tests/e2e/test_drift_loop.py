@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.cluster import Kubectl, wait_for
-from tests.support.data import dataset_manifest, iris_csv, training_run_manifest
-from tests.support.driftloop import (
+from driftloop_testkit.cluster import Kubectl, wait_for
+from driftloop_testkit.data import API_VERSION, drift_loop_deployment, iris_csv
+from driftloop_testkit.driftloop import (
     GROUP,
     VERSION,
     OperatorProcess,
@@ -24,10 +24,10 @@ from tests.support.driftloop import (
     ready_predictor_url,
     wait_cr,
 )
-from tests.support.traffic import send
+from driftloop_testkit.scenarios import first_version, is_serving, serve
+from driftloop_testkit.traffic import send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
-API = f"{GROUP}/{VERSION}"
 
 
 def _runs(custom: Any, namespace: str, deployment: str) -> list[dict[str, Any]]:
@@ -41,47 +41,9 @@ def _runs(custom: Any, namespace: str, deployment: str) -> list[dict[str, Any]]:
     return list(items)
 
 
-def _serving(version: int) -> Any:
-    def check(obj: dict[str, Any]) -> bool:
-        status = obj.get("status") or {}
-        return status.get("servingVersion") == version and condition(obj).get("status") == "True"
-
-    return check
-
-
 def _first_version(custom: Any, namespace: str, stage: Any) -> None:
     stage("data/iris.csv", iris_csv())
-    create_cr(custom, namespace, dataset_manifest("iris", "/artifacts/data/iris.csv"))
-    create_cr(custom, namespace, training_run_manifest("iris-1", "iris"))
-    wait_cr(
-        custom,
-        namespace,
-        "ModelVersion",
-        "iris-v1",
-        lambda o: (o.get("status") or {}).get("approval") == "approved",
-        timeout=600,
-    )
-
-
-def _deployment(prometheus: str, **retraining: Any) -> dict[str, Any]:
-    template = {k: v for k, v in training_run_manifest("x", "iris")["spec"].items() if k != "model"}  # type: ignore[union-attr]
-    return {
-        "apiVersion": API,
-        "kind": "Deployment",
-        "metadata": {"name": "iris"},
-        "spec": {
-            "model": {"name": "iris"},
-            "monitoring": {"method": "psi", "window": 200},
-            "retraining": {
-                "prometheus": {"address": prometheus},
-                "interval": "2s",
-                "cooldown": "30m",
-                "template": template,
-                **retraining,
-            },
-            "promotion": {"metric": "accuracy", "tolerance": 0.15, "rolloutDeadline": "2m"},
-        },
-    }
+    first_version(custom, namespace)
 
 
 def test_drift_retrains_and_promotes(
@@ -93,12 +55,14 @@ def test_drift_retrains_and_promotes(
     stage: Any,
 ) -> None:
     _first_version(custom, namespace, stage)
-    create_cr(
+    serve(
         custom,
         namespace,
-        _deployment(prometheus, triggers=[{"name": "drift", "threshold": 0.25, "for": "6s"}]),
+        drift_loop_deployment(
+            prometheus=prometheus,
+            triggers=[{"name": "drift", "threshold": 0.25, "for": "6s"}],
+        ),
     )
-    wait_cr(custom, namespace, "Deployment", "iris", _serving(1), timeout=300)
     url = ready_predictor_url(kubectl, namespace, "iris", 1)
 
     # Traffic like the training data: the drift score stays low, nothing retrains.
@@ -133,7 +97,7 @@ def test_drift_retrains_and_promotes(
     assert condition(deployment, "Retraining")["reason"] == "DriftDetected"
 
     # The retrained version passes the policy and replaces version 1 with no downtime.
-    promoted = wait_cr(custom, namespace, "Deployment", "iris", _serving(2), timeout=600)
+    promoted = wait_cr(custom, namespace, "Deployment", "iris", is_serving(2), timeout=600)
     assert promoted["status"]["previousVersion"] == 1
     new_url = ready_predictor_url(kubectl, namespace, "iris", 2)
     answers = send(new_url, batches=5, shift=2.5)
@@ -167,8 +131,8 @@ def test_promotion_policy_rejects_a_worse_model(
     stage: Any,
 ) -> None:
     _first_version(custom, namespace, stage)
-    deployment = _deployment(
-        prometheus,
+    deployment = drift_loop_deployment(
+        prometheus=prometheus,
         triggers=[{"name": "always", "query": "vector(1)", "threshold": 0.5, "for": "0s"}],
     )
     # A stump cannot match the forest's accuracy: the policy must reject it.
@@ -178,8 +142,7 @@ def test_promotion_policy_rejects_a_worse_model(
     }
     deployment["spec"]["retraining"]["template"]["evaluation"] = {}
     deployment["spec"]["promotion"]["tolerance"] = 0.0
-    create_cr(custom, namespace, deployment)
-    wait_cr(custom, namespace, "Deployment", "iris", _serving(1), timeout=300)
+    serve(custom, namespace, deployment)
     rejected = wait_cr(
         custom,
         namespace,
@@ -208,17 +171,15 @@ def test_unready_version_rolls_back(
     stage: Any,
 ) -> None:
     _first_version(custom, namespace, stage)
-    deployment = _deployment(prometheus, enabled=False)
-    deployment["spec"]["promotion"]["rolloutDeadline"] = "20s"
-    create_cr(custom, namespace, deployment)
-    wait_cr(custom, namespace, "Deployment", "iris", _serving(1), timeout=300)
+    deployment = drift_loop_deployment(prometheus=prometheus, rollout_deadline="20s", enabled=False)
+    serve(custom, namespace, deployment)
     url = ready_predictor_url(kubectl, namespace, "iris", 1)
 
     # A version whose artifact does not match its digest: the server refuses to load it.
     v1 = get_cr(custom, namespace, "ModelVersion", "iris-v1")
     assert v1 is not None
     corrupt = {
-        "apiVersion": API,
+        "apiVersion": API_VERSION,
         "kind": "ModelVersion",
         "metadata": {"name": "iris-v2", "labels": {"driftloop.dev/model": "iris"}},
         "spec": {

@@ -14,23 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
 from driftloop_runtime import store
-from tests.support.cluster import REPO, VERSIONS, Kubectl, wait_for
-from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
-from tests.support.driftloop import (
+from driftloop_testkit.cluster import REPO, VERSIONS, Kubectl, wait_for
+from driftloop_testkit.data import dataset_manifest, iris_csv
+from driftloop_testkit.driftloop import (
     GROUP,
     PLURALS,
     VERSION,
     condition,
     delete_crs,
     profile_jobs,
+    ready_predictor_url,
     wait_cr,
 )
-from tests.support.helm import CHART, helm, values_file
-from tests.support.s3 import S3Server
+from driftloop_testkit.helm import CHART, helm, values_file
+from driftloop_testkit.s3 import S3Server
+from driftloop_testkit.scenarios import create_and_serve, iris_flow
+from driftloop_testkit.traffic import infer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster, pytest.mark.helm]
 
@@ -107,6 +109,12 @@ def _values(watch: list[str]) -> dict[str, Any]:
     }
 
 
+def _predicts_setosa(kubectl: Kubectl, namespace: str) -> None:
+    """The served iris model answers one row of setosa."""
+    answer = infer(ready_predictor_url(kubectl, namespace, "iris", 1), [[5.1, 3.5, 1.4, 0.2]])
+    assert answer.json()["outputs"][0]["data"] == ["setosa"]
+
+
 @pytest.fixture
 def release(kubectl: Kubectl, kubeconfig: str, crds: None) -> Iterator[Release]:
     rel = Release(kubectl, kubeconfig, f"dl-system-{uuid.uuid4().hex[:6]}")
@@ -125,41 +133,9 @@ def test_helm_install_runs_the_example_flow(
 ) -> None:
     release.install(_values([]))
     stage("data/iris.csv", iris_csv())
-    dataset = dataset_manifest("iris", "/artifacts/data/iris.csv")
-    dataset["spec"]["refreshInterval"] = "20s"  # type: ignore[index]
-    for manifest in (
-        dataset,
-        training_run_manifest("iris-1", "iris"),
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Deployment",
-            "metadata": {"name": "iris"},
-            "spec": {"model": {"name": "iris"}},
-        },
-    ):
-        custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURALS[manifest["kind"]], manifest
-        )
-    served = wait_cr(
-        custom,
-        namespace,
-        "Deployment",
-        "iris",
-        lambda o: (
-            (o.get("status") or {}).get("servingVersion") == 1
-            and condition(o).get("status") == "True"
-        ),
-        timeout=600,
-    )
+    served = create_and_serve(custom, namespace, iris_flow(refresh_interval="20s"))
     assert served["status"]["servingModelVersion"] == "iris-v1"
-    pods = kubectl.json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=iris")
-    ip = next(p["status"]["podIP"] for p in pods["items"] if p["status"].get("podIP"))
-    answer = requests.post(
-        f"http://{ip}:8080/v2/models/iris/infer",
-        json=infer_request([[5.1, 3.5, 1.4, 0.2]]),
-        timeout=10,
-    )
-    assert answer.json()["outputs"][0]["data"] == ["setosa"]
+    _predicts_setosa(kubectl, namespace)
 
     # A refresh re-profiles the data, and the operator may delete the superseded Job.
     wait_for(
@@ -299,41 +275,11 @@ def test_helm_install_in_s3_mode(
     local.write_text(iris_csv())
     source = f"s3://{s3_env.bucket}/{namespace}/data/iris.csv"
     store.put_file(local, source)
-    for manifest in (
-        dataset_manifest("iris", source),
-        training_run_manifest("iris-1", "iris"),
-        {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "Deployment",
-            "metadata": {"name": "iris"},
-            "spec": {"model": {"name": "iris"}},
-        },
-    ):
-        custom.create_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURALS[manifest["kind"]], manifest
-        )
-    served = wait_cr(
-        custom,
-        namespace,
-        "Deployment",
-        "iris",
-        lambda o: (
-            (o.get("status") or {}).get("servingVersion") == 1
-            and condition(o).get("status") == "True"
-        ),
-        timeout=600,
-    )
+    served = create_and_serve(custom, namespace, iris_flow(source))
     mv = custom.get_namespaced_custom_object(
         GROUP, VERSION, namespace, "modelversions", served["status"]["servingModelVersion"]
     )
     assert mv["spec"]["artifact"]["uri"].startswith(f"s3://{s3_env.bucket}/models/iris/")
     assert store.read_manifest(mv["spec"]["artifact"]["uri"]) is not None
-    pods = kubectl.json("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=iris")
-    ip = next(p["status"]["podIP"] for p in pods["items"] if p["status"].get("podIP"))
-    answer = requests.post(
-        f"http://{ip}:8080/v2/models/iris/infer",
-        json=infer_request([[5.1, 3.5, 1.4, 0.2]]),
-        timeout=10,
-    )
-    assert answer.json()["outputs"][0]["data"] == ["setosa"]
+    _predicts_setosa(kubectl, namespace)
     delete_crs(kubectl, namespace)

@@ -18,13 +18,13 @@ import requests
 from driftloop_runtime import artifacts, contract, store
 from driftloop_runtime.errors import RuntimeFailureError
 from driftloop_runtime.train import existing_result, run_profile, train
-from tests.support.s3 import S3Server
-from tests.unit.runtime.rt_support import (
+from driftloop_testkit.runtime import (
     iris_frame,
     iris_request,
     run_serve_until_exit,
     start_server,
 )
+from driftloop_testkit.s3 import S3Server
 
 pytestmark = pytest.mark.s3
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.helm import helm_binary
+from driftloop_testkit.helm import helm_binary
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.helm import CHART, REPO, VALUE_SETS, HelmError, lint, render
+from driftloop_testkit.helm import CHART, REPO, VALUE_SETS, HelmError, lint, render
 
 pytestmark = [pytest.mark.helm, pytest.mark.usefixtures("helm_bin")]
 

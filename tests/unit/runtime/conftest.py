@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # helpers next to this file
-
-from rt_support import Server, diabetes_request, iris_frame, iris_request, serve_env, start_server
-
 from driftloop_runtime import contract
+from driftloop_testkit.runtime import (
+    Server,
+    diabetes_request,
+    iris_frame,
+    iris_request,
+    serve_env,
+    start_server,
+)
 
 
 @pytest.fixture(scope="session")
@@ -26,24 +29,29 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-@pytest.fixture(scope="session")
-def iris_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def _trained(
+    request: Callable[[Path, Path], dict[str, Any]],
+    data_dir: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    model: str,
+) -> Path:
+    """Train ``request(data_dir, out)`` in process into <tmp>/<model>/v1; that directory."""
     from driftloop_runtime.train import train
 
-    out = tmp_path_factory.mktemp("models") / "iris" / "v1"
-    result = train(contract.TrainRequest.model_validate(iris_request(data_dir, out)))
+    out = tmp_path_factory.mktemp("models") / model / "v1"
+    result = train(contract.TrainRequest.model_validate(request(data_dir, out)))
     assert result.ok
     return out
+
+
+@pytest.fixture(scope="session")
+def iris_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _trained(iris_request, data_dir, tmp_path_factory, "iris")
 
 
 @pytest.fixture(scope="session")
 def diabetes_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from driftloop_runtime.train import train
-
-    out = tmp_path_factory.mktemp("models") / "diabetes" / "v1"
-    result = train(contract.TrainRequest.model_validate(diabetes_request(data_dir, out)))
-    assert result.ok
-    return out
+    return _trained(diabetes_request, data_dir, tmp_path_factory, "diabetes")
 
 
 @pytest.fixture(scope="module")

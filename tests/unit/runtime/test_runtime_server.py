@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, os.path.dirname(__file__))  # helpers next to this file
-
-from rt_support import (
+from driftloop_runtime import artifacts, contract
+from driftloop_testkit.runtime import (
     IRIS_FEATURES,
     Server,
     copy_model,
@@ -28,8 +26,6 @@ from rt_support import (
     serve_env,
     start_server,
 )
-
-from driftloop_runtime import artifacts, contract
 
 ROWS = [
     [5.1, 3.5, 1.4, 0.2, "red"],

@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from functools import partial
@@ -16,14 +15,11 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(__file__))  # helpers next to this file
-
-from rt_support import RUNTIME, diabetes_request, iris_frame, iris_request
-
 from driftloop_runtime import artifacts, contract
 from driftloop_runtime.contract import TrainRequest, ValidationRule
 from driftloop_runtime.errors import RuntimeFailureError, ValidationFailedError
 from driftloop_runtime.train import run_profile, train
+from driftloop_testkit.runtime import RUNTIME, diabetes_request, iris_frame, iris_request
 
 
 def run_cli(command: str, request: dict[str, Any], tmp_path: Path) -> tuple[int, dict[str, Any]]:

@@ -1,6 +1,6 @@
 """pytest plugin: a real Kubernetes cluster for tests.
 
-Register with ``pytest_plugins = ["tests.support.cluster"]`` (tests/conftest.py does).
+Register with ``pytest_plugins = ["driftloop_testkit.cluster"]`` (tests/conftest.py does).
 
 Fixtures
   kubeconfig      (session) path of a kubeconfig for a reachable cluster: ``$KUBECONFIG``
@@ -12,6 +12,10 @@ Fixtures
                   deleted after the test.
   test_image      (session) an image with python3 present on the node (the local base image
                   on the embedded cluster; ``$DRIFTLOOP_TEST_IMAGE`` overrides).
+  prometheus      (session) the URL of a real Prometheus discovering the cluster's pods
+                  (``hack/prometheus.sh up``).
+
+``hack(script, *args)`` runs a hack/ script (the fixtures start their services with it).
 
 Nothing here imports the Kubernetes client at import time, so unit-test runs that load
 this plugin need neither the client nor a cluster.
@@ -25,13 +29,14 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+#: The checkout (this file is tests/support/src/driftloop_testkit/cluster.py in it).
+REPO = Path(__file__).resolve().parents[4]
 HACK = REPO / "hack"
 
 
@@ -57,7 +62,7 @@ RESTRICTED_LABELS = {
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "cluster: needs a real Kubernetes cluster (tests/support/cluster.py)"
+        "markers", "cluster: needs a real Kubernetes cluster (driftloop_testkit.cluster)"
     )
 
 
@@ -136,10 +141,10 @@ def _reachable(kubeconfig: str) -> bool:
         return False
 
 
-def _run_hack(*args: str, timeout: float) -> None:
-    """Run a hack/ script, streaming nothing unless it fails (then show its output)."""
+def hack(script: str, *args: str, timeout: float = 1200) -> str:
+    """``bash hack/<script> <args>``; its stdout, or a test failure showing its output."""
     proc = subprocess.run(
-        ["bash", str(HACK / args[0]), *args[1:]],
+        ["bash", str(HACK / script), *args],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -147,9 +152,17 @@ def _run_hack(*args: str, timeout: float) -> None:
     )
     if proc.returncode != 0:
         pytest.fail(
-            f"hack/{' '.join(args)} failed ({proc.returncode}):\n"
+            f"hack/{script} {' '.join(args)} failed ({proc.returncode}):\n"
             f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}"
         )
+    return proc.stdout
+
+
+def hack_up(script: str, *args: str, timeout: float = 1200) -> str:
+    """``hack/<script> up <args>``: start (or reuse) a service; the last line it prints
+    (the scripts end ``up`` with the service's address)."""
+    out = hack(script, "up", *args, timeout=timeout).strip()
+    return out.splitlines()[-1] if out else ""
 
 
 def _is_embedded(kubeconfig: str) -> bool:
@@ -177,14 +190,12 @@ def kubeconfig() -> str:
             "no reachable $KUBECONFIG and the embedded cluster needs root (hack/cluster.sh up)"
         )
     # Cold: builds Kubernetes from source (tens of minutes); warm: ~30 s.
-    _run_hack(
-        "cluster.sh", "up", timeout=int(os.environ.get("DRIFTLOOP_CLUSTER_UP_TIMEOUT", "3600"))
-    )
+    hack("cluster.sh", "up", timeout=int(os.environ.get("DRIFTLOOP_CLUSTER_UP_TIMEOUT", "3600")))
     return str(EMBEDDED_KUBECONFIG)
 
 
 @pytest.fixture(scope="session")
-def kube_api(kubeconfig: str):
+def kube_api(kubeconfig: str) -> Iterator[Any]:
     from kubernetes import config
 
     api = config.new_client_from_config(config_file=kubeconfig)
@@ -206,13 +217,13 @@ def test_image(kubeconfig: str) -> str:
     image = VERSIONS["BASE_IMAGE"]
     if _is_embedded(kubeconfig) and os.geteuid() == 0:
         # Cached after the first run: debootstrap only when the base image is missing.
-        _run_hack("images.sh", "base", timeout=1800)
-        _run_hack("images.sh", "load", image, timeout=600)
+        hack("images.sh", "base", timeout=1800)
+        hack("images.sh", "load", image, timeout=600)
     return image
 
 
 @pytest.fixture
-def namespace(kube_api) -> str:
+def namespace(kube_api: Any) -> Iterator[str]:
     """A fresh namespace enforcing Pod Security "restricted", deleted (in the background) after."""
     from kubernetes import client
 
@@ -236,6 +247,13 @@ def namespace(kube_api) -> str:
     except client.ApiException as exc:
         if exc.status != 404:
             raise
+
+
+@pytest.fixture(scope="session")
+def prometheus(kubeconfig: str) -> str:
+    """A real Prometheus (hack/prometheus.sh: Debian's package) discovering the
+    cluster's pods; its URL."""
+    return hack_up("prometheus.sh", kubeconfig, timeout=600)
 
 
 def restricted_security_context(read_only_root: bool = True) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import requests
 
-from tests.support.data import infer_request
+from driftloop_testkit.data import infer_request
 
 _IRIS: np.ndarray | None = None
 
@@ -28,6 +28,11 @@ def rows(n: int, shift: float = 0.0, seed: int | None = None) -> list[list[float
     data = _iris()
     sample = data[rng.integers(0, len(data), size=n)] + rng.normal(0, 0.05, size=(n, 4)) + shift
     return [[round(float(v), 3) for v in row] for row in sample]
+
+
+def infer(url: str, rows: list[list[float]], timeout: float = 10) -> requests.Response:
+    """POST one OIP v2 request of ``rows`` to a model's infer ``url``."""
+    return requests.post(url, json=infer_request(rows), timeout=timeout)
 
 
 def send(

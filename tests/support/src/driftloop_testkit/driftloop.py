@@ -8,7 +8,8 @@
 * ``stage``           (function) ``stage(path, text)`` writes a file into the artifact store
                       through a ConfigMap and a Job, so it works on any cluster.
 * ``operator``        (function) the operator as a subprocess watching the test namespace;
-                      ``operator.restart()`` kills and starts it again.
+                      ``operator.restart()`` kills and starts it again
+                      (``running_operator`` is the same as a context manager).
 * ``custom``          (session) a ``CustomObjectsApi``; ``get_cr`` / ``wait_cr`` helpers.
 """
 
@@ -28,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cluster import REPO, STATE, VERSIONS, Kubectl, wait_for
+from driftloop_testkit.cluster import REPO, STATE, VERSIONS, Kubectl, wait_for
 
 GROUP, VERSION = "driftloop.dev", "v1alpha1"
 PLURALS = {
@@ -308,43 +309,60 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class OperatorProcess:
-    """The operator in a subprocess (as a developer runs it: ``python -m driftloop``)."""
+#: The operator's settings in tests (and the demo): local images, the test artifact PVC,
+#: and timers every 2 s so waits are short.
+TEST_SETTINGS = {
+    "DRIFTLOOP_IMAGE_PULL_POLICY": "IfNotPresent",
+    "DRIFTLOOP_ARTIFACT_PVC": ARTIFACT_PVC,
+    "DRIFTLOOP_POLL_INTERVAL": "2",
+}
 
-    def __init__(self, kubeconfig: str, namespace: str, image: str, log_dir: Path) -> None:
+
+class OperatorProcess:
+    """The operator in a subprocess (as a developer runs it: ``python -m driftloop``),
+    logging to ``log_dir/<log_name>`` (default ``operator-<namespace>.log``)."""
+
+    def __init__(
+        self,
+        kubeconfig: str,
+        namespace: str,
+        image: str,
+        log_dir: Path,
+        *,
+        log_name: str | None = None,
+        settings: dict[str, str] = TEST_SETTINGS,
+    ) -> None:
         self.namespace = namespace
-        self.log_path = log_dir / f"operator-{namespace}.log"
+        self.log_path = log_dir / (log_name or f"operator-{namespace}.log")
         self.metrics_port = _free_port()
         self.env = {
             **os.environ,
             "KUBECONFIG": kubeconfig,
             "DRIFTLOOP_RUNTIME_IMAGE": image,
-            "DRIFTLOOP_IMAGE_PULL_POLICY": "IfNotPresent",
-            "DRIFTLOOP_ARTIFACT_PVC": ARTIFACT_PVC,
-            "DRIFTLOOP_POLL_INTERVAL": "2",
+            **settings,
         }
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, **extra_env: str) -> None:
         self.env.update(extra_env)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "driftloop",
-                "--namespace",
-                self.namespace,
-                "--metrics-port",
-                str(self.metrics_port),
-                "--liveness",
-                "",
-            ],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
+        with self.log_path.open("ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "driftloop",
+                    "--namespace",
+                    self.namespace,
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    "--liveness",
+                    "",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
@@ -365,6 +383,27 @@ class OperatorProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
+@contextlib.contextmanager
+def running_operator(
+    kubeconfig: str, namespace: str, image: str, log_dir: Path, **env: str
+) -> Iterator[OperatorProcess]:
+    """The operator (``env``: more of its settings) running for the block; after it, every
+    driftloop object in ``namespace`` is deleted and the operator stopped."""
+    proc = OperatorProcess(kubeconfig, namespace, image, log_dir)
+    proc.start(**env)
+    try:
+        yield proc
+    finally:
+        # Delete our objects while the operator runs: it removes kopf's finalizers, so
+        # the namespace can go afterwards instead of hanging in Terminating.
+        if proc.process is None:
+            proc.start()
+        delete_crs(Kubectl(kubeconfig), namespace)
+        proc.stop()
+        if os.environ.get("DRIFTLOOP_SHOW_OPERATOR_LOG"):
+            print(proc.log()[-20000:])
+
+
 @pytest.fixture
 def operator(
     kubeconfig: str,
@@ -374,16 +413,7 @@ def operator(
     runtime_image: str,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(
+    with running_operator(
         kubeconfig, namespace, runtime_image, tmp_path_factory.mktemp("operator")
-    )
-    proc.start()
-    yield proc
-    # Delete our objects while the operator runs: it removes kopf's finalizers, so
-    # the namespace can go afterwards instead of hanging in Terminating.
-    if proc.process is None:
-        proc.start()
-    delete_crs(Kubectl(kubeconfig), namespace)
-    proc.stop()
-    if os.environ.get("DRIFTLOOP_SHOW_OPERATOR_LOG"):
-        print(proc.log()[-20000:])
+    ) as proc:
+        yield proc

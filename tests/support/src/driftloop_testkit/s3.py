@@ -12,14 +12,13 @@ Fixtures
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.support.cluster import HACK
+from driftloop_testkit.cluster import hack, hack_up
 
 #: Name of the credentials Secret the S3-mode operator is configured with in tests.
 S3_SECRET = "driftloop-s3"
@@ -41,24 +40,11 @@ class S3Server:
         }
 
 
-def _hack_s3(*args: str) -> str:
-    proc = subprocess.run(
-        ["bash", str(HACK / "s3.sh"), *args],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-        timeout=1200,
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"hack/s3.sh {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
-
-
 @pytest.fixture(scope="session")
 def s3() -> S3Server:
-    _hack_s3("up")
+    hack_up("s3.sh")
     values: dict[str, str] = {}
-    for line in _hack_s3("env").splitlines():
+    for line in hack("s3.sh", "env").splitlines():
         if line.startswith("export "):
             key, _, value = line.removeprefix("export ").partition("=")
             values[key] = value

@@ -1,6 +1,6 @@
 """Helm for tests: the cached binary, and the chart rendered to Python objects.
 
-    from tests.support.helm import CHART, helm, render
+    from driftloop_testkit.helm import CHART, helm, render
 
     helm("lint", str(CHART), "--strict")
     objects = render({"watchNamespaces": ["a", "b"]})
@@ -20,7 +20,8 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from driftloop_testkit.cluster import REPO
+
 CHART = REPO / "charts" / "driftloop"
 RELEASE = "driftloop"
 NAMESPACE = "driftloop-system"

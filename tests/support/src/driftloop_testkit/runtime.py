@@ -1,4 +1,4 @@
-"""Helpers shared by the runtime tests."""
+"""Helpers for the runtime tests (tests/unit/runtime, tests/s3): requests, a served model."""
 
 from __future__ import annotations
 
