@@ -33,6 +33,12 @@ test-unit: venv tools ## fast tests, no cluster
 
 # The S3 suites start the server themselves (tests/support/s3.py runs hack/s3.sh up);
 # the target does it first so a cold MinIO build shows its progress here.
+# Branch coverage of the reconcilers from the unit tests alone (no cluster): the
+# figure the README's development section reports.
+.PHONY: coverage
+coverage: venv ## reconcilers' branch coverage from the fake-client unit tests
+	$(PYTEST) tests/unit/operator -q --cov --cov-report=term-missing
+
 .PHONY: test-s3
 test-s3: venv s3-up ## the runtime against a real S3-compatible server (MinIO, hack/s3.sh)
 	$(PYTEST) tests/s3 -q
