@@ -81,7 +81,11 @@ class DatasetStatus(StatusBase):
     profile_uri: str | None = Field(
         default=None,
         max_length=2048,
-        description="Reference profile (per-feature bins/quantiles) used as the drift baseline.",
+        description=(
+            "Where the profile Job wrote this version's profile (per-feature bins and "
+            "quantiles). For inspection: servers measure drift against the profile "
+            "stored with each model version's artifacts."
+        ),
     )
     last_refresh_time: str | None = Field(
         default=None, json_schema_extra={"format": "date-time"}, description="Last source read."
