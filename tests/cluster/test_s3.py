@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from driftloop_runtime import contract, store
+import driftloop_contract as contract
+from driftloop_runtime import store
 from tests.support.cluster import Kubectl
 from tests.support.data import dataset_manifest, infer_request, iris_csv, training_run_manifest
 from tests.support.driftloop import (

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from driftloop_runtime import artifacts, contract, store
+import driftloop_contract as contract
+from driftloop_runtime import artifacts, store
 from driftloop_runtime.errors import RuntimeFailureError
 from driftloop_runtime.train import existing_result, run_profile, train
 from tests.support.s3 import S3Server

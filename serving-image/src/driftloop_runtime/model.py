@@ -19,8 +19,9 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from driftloop_runtime import artifacts, contract, drift, store
-from driftloop_runtime.contract import DriftMethod, Task
+import driftloop_contract as contract
+from driftloop_contract import DriftMethod, Task
+from driftloop_runtime import artifacts, drift, store
 from driftloop_runtime.data import MISSING_CATEGORY, local_path
 from driftloop_runtime.shared import RowBuffer, SharedState, id_hash
 

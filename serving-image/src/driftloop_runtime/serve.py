@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 
 log = logging.getLogger("driftloop_runtime.serve")
 

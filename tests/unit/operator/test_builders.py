@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+import driftloop_contract as contract
 from driftloop import builders, naming
 from driftloop.api import DatasetSpec, DeploymentSpec, TrainingRunSpec
 from driftloop.builders.serving import ServedVersion
 from driftloop.config import OperatorConfig
-from driftloop_runtime import contract
 
 from .conftest import Golden
 

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(__file__))  # helpers next to this file
 
 from rt_support import Server, diabetes_request, iris_frame, iris_request, serve_env, start_server
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 
 
 @pytest.fixture(scope="session")

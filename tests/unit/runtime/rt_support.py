@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 
 RUNTIME = [sys.executable, "-m", "driftloop_runtime"]
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]

@@ -29,7 +29,8 @@ from rt_support import (
     start_server,
 )
 
-from driftloop_runtime import artifacts, contract
+import driftloop_contract as contract
+from driftloop_runtime import artifacts
 
 ROWS = [
     [5.1, 3.5, 1.4, 0.2, "red"],

@@ -20,8 +20,9 @@ sys.path.insert(0, os.path.dirname(__file__))  # helpers next to this file
 
 from rt_support import RUNTIME, diabetes_request, iris_frame, iris_request
 
-from driftloop_runtime import artifacts, contract
-from driftloop_runtime.contract import TrainRequest, ValidationRule
+import driftloop_contract as contract
+from driftloop_contract import TrainRequest, ValidationRule
+from driftloop_runtime import artifacts
 from driftloop_runtime.errors import RuntimeFailureError, ValidationFailedError
 from driftloop_runtime.train import run_profile, train
 

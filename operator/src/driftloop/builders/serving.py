@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import driftloop_contract as contract
 from driftloop import naming
 from driftloop.api import DeploymentSpec
 from driftloop.config import OperatorConfig
-from driftloop_runtime import contract
 
 from .common import (
     Manifest,
