@@ -61,7 +61,7 @@ def _serve_env(s3: S3Server, uri: str, sha: str, scratch: Path) -> dict[str, str
             contract.ENV_ARTIFACT_URI: uri,
             contract.ENV_ARTIFACT_SHA256: sha,
             contract.ENV_PORT: "0",
-            "DRIFTLOOP_HOST": "127.0.0.1",
+            contract.ENV_HOST: "127.0.0.1",
             contract.ENV_SCRATCH_DIR: str(scratch),
             contract.ENV_WORKERS: "2",
         }
