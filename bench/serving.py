@@ -37,6 +37,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from driftloop_contract import ENV_LOG_LEVEL, ServerConfig
+
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("DRIFTLOOP_CACHE", Path.home() / ".cache" / "driftloop"))
 PEER_VENV = CACHE / "mlserver-venv"
@@ -204,20 +206,19 @@ def start_driftloop(
     port = free_port()
     scratch = work / f"scratch-{tag}"
     scratch.mkdir(exist_ok=True)
-    env = dict(
-        os.environ,
-        DRIFTLOOP_MODEL_NAME=MODEL,
-        DRIFTLOOP_MODEL_VERSION="v1",
-        DRIFTLOOP_ARTIFACT_URI="file://" + str(model_dir),
-        DRIFTLOOP_ARTIFACT_SHA256=sha,
-        DRIFTLOOP_DEPLOYMENT="bench",
-        DRIFTLOOP_WORKERS=str(workers),
-        DRIFTLOOP_PORT=str(port),
-        DRIFTLOOP_HOST="127.0.0.1",
-        DRIFTLOOP_SCRATCH_DIR=str(scratch),
-        DRIFTLOOP_DRIFT_ENABLED="true" if drift else "false",
-        DRIFTLOOP_LOG_LEVEL="WARNING",
+    config = ServerConfig(
+        model_name=MODEL,
+        model_version="v1",
+        artifact_uri="file://" + str(model_dir),
+        artifact_sha256=sha,
+        deployment="bench",
+        workers=workers,
+        port=port,
+        host="127.0.0.1",
+        scratch_dir=str(scratch),
+        drift_enabled=drift,
     )
+    env = {**os.environ, **config.to_env(), ENV_LOG_LEVEL: "WARNING"}
     logf = work / f"driftloop-{tag}.log"
     with open(logf, "wb") as fh:
         proc = subprocess.Popen(
@@ -352,17 +353,17 @@ def check_same_predictions(urls: dict[str, str], body: str) -> None:
 HANDLER_COST = r"""
 import asyncio, json, os, statistics, sys, tempfile, time
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp()
+from driftloop_contract import ServerConfig
 from driftloop_runtime.app import App
-from driftloop_runtime.model import LoadedModel, ServeConfig
+from driftloop_runtime.model import LoadedModel
 from driftloop_runtime.shared import SharedState
 model_dir, body_file, n, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 body = open(body_file, "rb").read()
 apps = {}
 for drift in (True, False):
-    cfg = ServeConfig.from_env({"DRIFTLOOP_MODEL_NAME": "bench",
-        "DRIFTLOOP_ARTIFACT_URI": "file://" + model_dir,
-        "DRIFTLOOP_DRIFT_ENABLED": str(drift)})
-    m = LoadedModel(cfg)
+    cfg = ServerConfig(model_name="bench", artifact_uri="file://" + model_dir,
+        drift_enabled=drift)
+    m = LoadedModel(cfg, model_dir)
     m.attach(SharedState(tempfile.mktemp(), m.n_features + 1, 1000) if drift else None)
     apps[drift] = App(m)
 scope = {"type": "http", "method": "POST", "path": "/v2/models/bench/infer",

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from driftloop_runtime import contract, store
+import driftloop_contract as contract
+from driftloop_runtime import store
 from driftloop_testkit.cluster import Kubectl
 from driftloop_testkit.data import dataset_manifest, iris_csv
 from driftloop_testkit.driftloop import (

@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 import requests
 
-from driftloop_runtime import artifacts, contract, store
+import driftloop_contract as contract
+from driftloop_runtime import artifacts, store
 from driftloop_runtime.errors import RuntimeFailureError
 from driftloop_runtime.train import existing_result, run_profile, train
 from driftloop_testkit.runtime import (
@@ -60,7 +61,7 @@ def _serve_env(s3: S3Server, uri: str, sha: str, scratch: Path) -> dict[str, str
             contract.ENV_ARTIFACT_URI: uri,
             contract.ENV_ARTIFACT_SHA256: sha,
             contract.ENV_PORT: "0",
-            "DRIFTLOOP_HOST": "127.0.0.1",
+            contract.ENV_HOST: "127.0.0.1",
             contract.ENV_SCRATCH_DIR: str(scratch),
             contract.ENV_WORKERS: "2",
         }

@@ -10,7 +10,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 
 #: S3 bucket naming rules (3-63 lowercase letters, digits, dots, hyphens).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
+import driftloop_contract as contract
 from driftloop.api import (
     APPROVAL_ANNOTATION,
     Approval,
@@ -21,7 +22,6 @@ from driftloop.api import (
     Promotion,
     TrainingRunPhase,
 )
-from driftloop_runtime import contract
 
 Obj = Mapping[str, Any]
 ResultT = TypeVar("ResultT", contract.TrainResult, contract.ProfileResult)

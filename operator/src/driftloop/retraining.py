@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import driftloop_contract as contract
 from driftloop.api import Trigger, TriggerOperator, parse_duration
-from driftloop_runtime import contract
 
 DEFAULT_TRIGGER = "drift"
 

@@ -8,8 +8,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from driftloop_runtime import contract
-from driftloop_runtime.contract import ProfileResult, TrainResult
+import driftloop_contract as contract
+from driftloop_contract import ProfileResult, TrainResult
 
 log = logging.getLogger("driftloop_runtime")
 

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from driftloop_runtime import __version__, contract
+import driftloop_contract as contract
+from driftloop_runtime import __version__
 from driftloop_runtime.model import InputError, LoadedModel, dumps
 from driftloop_runtime.shared import RowBuffer
 

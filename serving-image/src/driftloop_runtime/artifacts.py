@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 
 log = logging.getLogger(__name__)
 

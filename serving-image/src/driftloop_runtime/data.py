@@ -15,8 +15,9 @@ import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from driftloop_runtime import contract, store
-from driftloop_runtime.contract import DatasetSpec, FeatureType, ValidationRule
+import driftloop_contract as contract
+from driftloop_contract import DatasetSpec, FeatureType, ValidationRule
+from driftloop_runtime import store
 from driftloop_runtime.errors import RuntimeFailureError, ValidationFailedError
 
 if TYPE_CHECKING:

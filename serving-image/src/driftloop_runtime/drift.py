@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from driftloop_runtime.contract import DriftMethod
+from driftloop_contract import DriftMethod
 
 FloatArray = npt.NDArray[np.float64]
 #: Proportions are clipped to this before logs (Evidently uses 1e-4 as well).

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 
 
 class RuntimeFailureError(Exception):

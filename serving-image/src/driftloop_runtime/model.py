@@ -19,9 +19,10 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from driftloop_runtime import artifacts, contract, drift, store
-from driftloop_runtime.contract import DriftMethod, Task
-from driftloop_runtime.data import MISSING_CATEGORY, local_path
+import driftloop_contract as contract
+from driftloop_contract import ServerConfig, Task
+from driftloop_runtime import artifacts, drift
+from driftloop_runtime.data import MISSING_CATEGORY
 from driftloop_runtime.shared import RowBuffer, SharedState, id_hash
 
 log = logging.getLogger(__name__)
@@ -53,73 +54,6 @@ class InputError(Exception):
         self.status = status
 
 
-def _truthy(text: str | None, default: bool) -> bool:
-    if text is None or text == "":
-        return default
-    return text.strip().lower() not in {"0", "false", "no", "off"}
-
-
-@dataclass
-class ServeConfig:
-    model_name: str
-    model_version: str
-    #: The local directory loaded; for an s3:// artifact, filled in once downloaded.
-    artifact_dir: str
-    #: Where the artifact lives (ENV_ARTIFACT_URI as given): file://, a path or s3://.
-    artifact_uri: str
-    artifact_sha256: str | None
-    deployment: str
-    drift_method: DriftMethod
-    drift_window: int
-    drift_enabled: bool
-    workers: int
-    port: int
-    host: str
-    scratch_dir: str
-    max_request_bytes: int
-
-    @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> ServeConfig:
-        e = dict(os.environ if env is None else env)
-        uri = e.get(contract.ENV_ARTIFACT_URI, "")
-        # An s3:// set is downloaded into the scratch dir at start (serve.fetch_artifact),
-        # which then sets artifact_dir.
-        remote = store.is_remote(uri) and bool(uri.removeprefix(contract.S3_SCHEME).strip("/"))
-        path = "" if remote else (local_path(uri) if uri else None) or ""
-        if not (remote or path):
-            raise ValueError(
-                f"{contract.ENV_ARTIFACT_URI} must be a file:// or s3:// URI or an absolute "
-                f"path, got {uri!r}"
-            )
-        try:
-            method = DriftMethod(e.get(contract.ENV_DRIFT_METHOD) or contract.DEFAULT_DRIFT_METHOD)
-        except ValueError:
-            raise ValueError(
-                f"{contract.ENV_DRIFT_METHOD} must be one of {[m.value for m in DriftMethod]}"
-            ) from None
-        name = e.get(contract.ENV_MODEL_NAME, "")
-        if not name:
-            raise ValueError(f"{contract.ENV_MODEL_NAME} is not set")
-        return cls(
-            model_name=name,
-            model_version=e.get(contract.ENV_MODEL_VERSION, "") or "1",
-            artifact_dir=path,
-            artifact_uri=uri,
-            artifact_sha256=e.get(contract.ENV_ARTIFACT_SHA256) or None,
-            deployment=e.get(contract.ENV_DEPLOYMENT, "") or name,
-            drift_method=method,
-            drift_window=int(e.get(contract.ENV_DRIFT_WINDOW) or contract.DEFAULT_DRIFT_WINDOW),
-            drift_enabled=_truthy(e.get(contract.ENV_DRIFT_ENABLED), True),
-            workers=max(1, int(e.get(contract.ENV_WORKERS) or contract.DEFAULT_WORKERS)),
-            port=int(e.get(contract.ENV_PORT) or contract.SERVING_PORT),
-            host=e.get("DRIFTLOOP_HOST", "0.0.0.0"),
-            scratch_dir=e.get(contract.ENV_SCRATCH_DIR) or contract.SCRATCH_MOUNT,
-            max_request_bytes=int(
-                e.get(contract.ENV_MAX_REQUEST_BYTES) or contract.DEFAULT_MAX_REQUEST_BYTES
-            ),
-        )
-
-
 @dataclass
 class Feature:
     name: str
@@ -132,9 +66,10 @@ class Feature:
 class LoadedModel:
     """A verified, loaded artifact plus everything needed to serve it."""
 
-    def __init__(self, cfg: ServeConfig) -> None:
+    def __init__(self, cfg: ServerConfig, directory: str | Path) -> None:
+        """Load the artifact set in ``directory`` (the local copy of cfg.artifact_uri)."""
         self.cfg = cfg
-        d = Path(cfg.artifact_dir)
+        d = Path(directory)
         self.manifest = artifacts.verify(d, cfg.artifact_sha256)
         if not cfg.artifact_sha256:
             log.warning(

@@ -14,7 +14,6 @@ A worker that dies is replaced.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import shutil
@@ -26,7 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from driftloop_runtime import contract
+from pydantic import ValidationError
+
+import driftloop_contract as contract
+from driftloop_contract import ServerConfig
 
 log = logging.getLogger("driftloop_runtime.serve")
 
@@ -55,7 +57,7 @@ def _bind(host: str, port: int, *, reuseport: bool, listen: bool) -> socket.sock
     return sock
 
 
-def _worker_socket(master: socket.socket, cfg: Any) -> socket.socket:
+def _worker_socket(master: socket.socket, cfg: ServerConfig) -> socket.socket:
     """The socket a worker accepts on.
 
     With SO_REUSEPORT every worker listens on its own socket bound to the master's
@@ -68,7 +70,7 @@ def _worker_socket(master: socket.socket, cfg: Any) -> socket.socket:
     return _bind(cfg.host, master.getsockname()[1], reuseport=True, listen=True)
 
 
-def _run_worker(app_factory: Any, sock: socket.socket, cfg: Any) -> None:
+def _run_worker(app_factory: Any, sock: socket.socket, cfg: ServerConfig) -> None:
     import uvicorn
 
     app = app_factory()
@@ -94,12 +96,13 @@ def _run_worker(app_factory: Any, sock: socket.socket, cfg: Any) -> None:
 
 def main() -> int:
     _limit_threads()
-    from driftloop_runtime.model import ServeConfig
-
     try:
-        cfg = ServeConfig.from_env()
-    except ValueError as exc:
-        log.error("refusing to serve: bad configuration: %s", exc)
+        cfg = ServerConfig.from_env(os.environ)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in exc.errors()
+        )
+        log.error("refusing to serve: bad configuration: %s", problems)
         return EXIT_REFUSED
     try:
         os.makedirs(cfg.scratch_dir, exist_ok=True)
@@ -117,30 +120,33 @@ def main() -> int:
         shutil.rmtree(state_dir, ignore_errors=True)
 
 
-def fetch_artifact(cfg: Any, state_dir: str) -> Any:
-    """For an s3:// artifact: download it into the scratch dir and point cfg there.
+def local_artifact_dir(cfg: ServerConfig, state_dir: str) -> str:
+    """The directory to load: the artifact's own (a volume), or a download of an s3:// set.
 
     The download is only a copy: LoadedModel then verifies every sha256 and loads the
     model with the trusted types exactly as from a volume.  A missing manifest (a
     version never committed) or an unreachable store refuses to serve.
     """
     from driftloop_runtime import store
+    from driftloop_runtime.data import local_path
 
     if not store.is_remote(cfg.artifact_uri):
-        return cfg
+        path = local_path(cfg.artifact_uri)
+        if path is None:  # ServerConfig accepts only paths, file:// and s3://
+            raise ValueError(f"not a local artifact: {cfg.artifact_uri}")
+        return path
     local = store.download_set(cfg.artifact_uri, Path(state_dir) / "artifact")
     log.info("downloaded %s to %s", cfg.artifact_uri, local)
-    return dataclasses.replace(cfg, artifact_dir=str(local))
+    return str(local)
 
 
-def _serve(cfg: Any, state_dir: str, prom_dir: str) -> int:
+def _serve(cfg: ServerConfig, state_dir: str, prom_dir: str) -> int:
     from driftloop_runtime.artifacts import ArtifactError
     from driftloop_runtime.model import LoadedModel
 
     t0 = time.monotonic()
     try:
-        cfg = fetch_artifact(cfg, state_dir)
-        model = LoadedModel(cfg)
+        model = LoadedModel(cfg, local_artifact_dir(cfg, state_dir))
     except ArtifactError as exc:
         log.error("refusing to serve %s: %s", cfg.artifact_uri, exc)
         return EXIT_REFUSED
@@ -192,7 +198,7 @@ def _serve(cfg: Any, state_dir: str, prom_dir: str) -> int:
     return _supervise(factory, sock, cfg, prom_dir)
 
 
-def _supervise(factory: Any, sock: socket.socket, cfg: Any, prom_dir: str) -> int:
+def _supervise(factory: Any, sock: socket.socket, cfg: ServerConfig, prom_dir: str) -> int:
     from prometheus_client import multiprocess
 
     children: dict[int, int] = {}  # pid -> slot

@@ -27,7 +27,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from driftloop_runtime import artifacts, contract
+import driftloop_contract as contract
+from driftloop_runtime import artifacts
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from driftloop_runtime import __version__, artifacts, contract, data, profile, store
-from driftloop_runtime.contract import (
+import driftloop_contract as contract
+from driftloop_contract import (
     FeatureType,
     Metric,
     ProfileRequest,
@@ -24,6 +24,7 @@ from driftloop_runtime.contract import (
     TrainResult,
     ValidationRule,
 )
+from driftloop_runtime import __version__, artifacts, data, profile, store
 from driftloop_runtime.errors import RuntimeFailureError, ValidationFailedError
 
 log = logging.getLogger(__name__)

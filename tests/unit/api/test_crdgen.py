@@ -160,8 +160,8 @@ def test_cel_rules_present(kind: str, message: str, rule: str) -> None:
     assert _rules(kind)[message] == rule
 
 
-def test_estimator_enum_comes_from_runtime_contract() -> None:
-    from driftloop_runtime import contract
+def test_estimator_enum_comes_from_the_contract() -> None:
+    import driftloop_contract as contract
 
     spec = _root(CRDS["TrainingRun"])["properties"]["spec"]
     assert spec["properties"]["estimator"]["properties"]["type"]["enum"] == list(

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
+import driftloop_contract as contract
 from driftloop import api
 
 EXAMPLES = sorted((Path(__file__).parents[3] / "docs" / "examples").glob("*.yaml"))
@@ -172,3 +173,36 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="invalid duration"):
         api.parse_duration(text)
+
+
+def test_dataset_converts_to_the_runtime_contract() -> None:
+    spec = api.DatasetSpec.model_validate(
+        {**DATASET, "refreshInterval": "1h", "validation": {"minRows": 10, "maxNullRatio": 0.5}}
+    )
+    dataset = spec.to_contract()
+    assert isinstance(dataset, contract.DatasetSpec)
+    wire = dataset.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert wire == {
+        **DATASET,
+        "format": "auto",
+        "features": [
+            {"name": "a", "type": "numeric"},
+            {"name": "b", "type": "categorical", "allowedValues": ["x"]},
+        ],
+        "validation": {"minRows": 10, "maxNullRatio": 0.5},
+    }
+
+
+def test_evaluation_converts_to_the_runtime_contract() -> None:
+    spec = api.TrainingRunSpec.model_validate(
+        {**RUN, "evaluation": {"testSize": 0.3, "metrics": ["f1"], "minScores": {"f1": 0.9}}}
+    )
+    evaluation = spec.evaluation.to_contract()
+    assert evaluation == contract.Evaluation(
+        test_size=0.3, metrics=[contract.Metric.f1], min_scores={"f1": 0.9}
+    )
+    # The defaults of both sides agree.
+    assert api.Evaluation().to_contract() == contract.Evaluation()
+    assert api.DatasetSpec.model_validate(DATASET).to_contract().validation == (
+        contract.ValidationRules()
+    )

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
+import driftloop_contract as contract
 from driftloop import builders, naming
 from driftloop.api import DatasetSpec, DeploymentSpec, TrainingRunSpec
-from driftloop.builders.serving import ServedVersion
+from driftloop.builders.serving import ServedVersion, server_config
 from driftloop.config import OperatorConfig
-from driftloop_runtime import contract
 
 from .conftest import Golden
 
@@ -122,6 +122,19 @@ def test_predictor_rolls_with_zero_unavailable() -> None:
     assert env[contract.ENV_DRIFT_METHOD] == "ks"
     probe = _container(deployment)["readinessProbe"]["httpGet"]
     assert probe["path"] == contract.PATH_READY
+
+
+def test_predictor_env_is_the_server_config() -> None:
+    deployment = builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, CONFIG)
+    cfg = contract.ServerConfig.from_env(_env(deployment))
+    assert cfg == server_config(DEP, DEPLOY_SPEC, SERVED)
+    assert (cfg.model_name, cfg.model_version, cfg.artifact_uri) == (
+        "iris",
+        "3",
+        SERVED.artifact_uri,
+    )
+    assert cfg.deployment == DEP.name
+    assert cfg.workers == DEPLOY_SPEC.workers
 
 
 S3_SERVED = ServedVersion(

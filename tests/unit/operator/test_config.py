@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import driftloop_contract as contract
 from driftloop.config import OperatorConfig
-from driftloop_runtime import contract
 
 
 def test_pvc_mode_by_default() -> None:

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+import driftloop_contract as contract
 from driftloop import conditions, policies
 from driftloop.api import APPROVAL_ANNOTATION, ModelSelector, Promotion
-from driftloop_runtime import contract
 
 
 def _job(*conds: tuple[str, str, str]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 from driftloop_testkit.runtime import (
     Server,
     diabetes_request,

@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from driftloop_contract import DRIFT_THRESHOLDS, DriftMethod
 from driftloop_runtime import drift, profile
-from driftloop_runtime.contract import DRIFT_THRESHOLDS, DriftMethod
 
 RNG = np.random.default_rng(42)
 REF = RNG.normal(0.0, 1.0, 5000)

@@ -17,7 +17,8 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from driftloop_runtime import artifacts, contract
+import driftloop_contract as contract
+from driftloop_runtime import artifacts
 from driftloop_testkit.runtime import (
     IRIS_FEATURES,
     Server,

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from driftloop_runtime import artifacts, contract
-from driftloop_runtime.contract import TrainRequest, ValidationRule
+import driftloop_contract as contract
+from driftloop_contract import TrainRequest, ValidationRule
+from driftloop_runtime import artifacts
 from driftloop_runtime.errors import RuntimeFailureError, ValidationFailedError
 from driftloop_runtime.train import run_profile, train
 from driftloop_testkit.runtime import RUNTIME, diabetes_request, iris_frame, iris_request

@@ -15,7 +15,14 @@ from ._base import (
     SecretKeySelector,
     parse_duration,
 )
-from .dataset import DatasetPhase, DatasetSpec, DatasetStatus, DatasetVersion
+from .dataset import (
+    DatasetPhase,
+    DatasetSpec,
+    DatasetStatus,
+    DatasetVersion,
+    FeatureSpec,
+    ValidationRules,
+)
 from .deployment import (
     Channel,
     DeploymentSpec,
@@ -77,6 +84,7 @@ __all__ = [
     "DriftObservation",
     "Estimator",
     "Evaluation",
+    "FeatureSpec",
     "KindInfo",
     "Lineage",
     "LocalObjectReference",
@@ -97,5 +105,6 @@ __all__ = [
     "TrainingRunTemplate",
     "Trigger",
     "TriggerOperator",
+    "ValidationRules",
     "parse_duration",
 ]

@@ -3,19 +3,85 @@
 from __future__ import annotations
 
 import enum
+from typing import Annotated, Literal
 
 from pydantic import Field
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 
 from ._base import ApiModel, Duration, Rule, StatusBase
 
 _KNOWN_RULES = ("minRows", "maxRows", "maxNullRatio", "allowedValues", "columns")
 
+#: A column name.
+ColumnName = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.\- ]*$"),
+]
 
-class DatasetSpec(contract.DatasetSpec, ApiModel):
+
+class FeatureSpec(ApiModel):
+    """One input column."""
+
+    name: ColumnName = Field(description="Column name in the data source.")
+    type: contract.FeatureType = Field(
+        default=contract.FeatureType.numeric, description="numeric or categorical."
+    )
+    allowed_values: list[Annotated[str, Field(max_length=256)]] | None = Field(
+        default=None,
+        max_length=1000,
+        description="For categorical features: the only values allowed.",
+    )
+
+    def to_contract(self) -> contract.FeatureSpec:
+        return contract.FeatureSpec(
+            name=self.name, type=contract.FeatureType(self.type), allowed_values=self.allowed_values
+        )
+
+
+class ValidationRules(ApiModel):
+    """Rules the data must meet; a failed rule fails the Dataset with its name."""
+
+    min_rows: int | None = Field(default=None, ge=1, description="Fewest rows accepted.")
+    max_rows: int | None = Field(default=None, ge=1, description="Most rows accepted.")
+    max_null_ratio: float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Largest fraction of missing values allowed in any column.",
+    )
+
+    def to_contract(self) -> contract.ValidationRules:
+        return contract.ValidationRules(
+            min_rows=self.min_rows, max_rows=self.max_rows, max_null_ratio=self.max_null_ratio
+        )
+
+
+class DatasetSpec(ApiModel):
     """Desired state of a Dataset: its source, schema and validation rules."""
 
+    source: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^(/|file://|https?://|s3://)",
+        description=(
+            "URI of a CSV or Parquet file: an absolute path on the artifact volume "
+            "(/artifacts/...), file://, http(s):// or s3://."
+        ),
+    )
+    format: Literal["csv", "parquet", "auto"] = Field(
+        default="auto", description="File format; auto picks by the file extension."
+    )
+    features: list[FeatureSpec] = Field(
+        min_length=1,
+        max_length=512,
+        description="Input columns used for training (names unique).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    target: ColumnName = Field(description="Column holding the label to predict.")
+    validation: ValidationRules = Field(
+        default_factory=ValidationRules, description="Data validation rules."
+    )
     refresh_interval: Duration | None = Field(
         default=None,
         alias="refreshInterval",
@@ -50,6 +116,16 @@ class DatasetSpec(contract.DatasetSpec, ApiModel):
             ),
         ),
     )
+
+    def to_contract(self) -> contract.DatasetSpec:
+        """The dataset as the runtime reads it (without the operator-only fields)."""
+        return contract.DatasetSpec(
+            source=self.source,
+            format=self.format,
+            features=[f.to_contract() for f in self.features],
+            target=self.target,
+            validation=self.validation.to_contract(),
+        )
 
 
 class DatasetPhase(enum.StrEnum):

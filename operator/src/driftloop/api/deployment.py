@@ -6,7 +6,7 @@ import enum
 
 from pydantic import Field
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 
 from ._base import (
     ApiModel,

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 
 from ._base import ApiModel, ModelName, Rule, StatusBase
 

@@ -6,7 +6,7 @@ import enum
 
 from pydantic import Field
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 
 from ._base import ApiModel, LocalObjectReference, ModelName, ResourceRequirements, Rule, StatusBase
 
@@ -30,8 +30,25 @@ class Estimator(ApiModel):
     )
 
 
-class Evaluation(contract.Evaluation, ApiModel):
+class Evaluation(ApiModel):
     """How the trained model is scored, and the gates it must pass."""
+
+    test_size: float = Field(
+        default=0.2, gt=0.0, lt=1.0, description="Fraction of rows held out for evaluation."
+    )
+    random_state: int = Field(default=0, ge=0, description="Seed of the split.")
+    metrics: list[contract.Metric] = Field(
+        default_factory=list,
+        max_length=6,
+        description="Metrics to compute; empty means all metrics of the task.",
+    )
+    min_scores: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Gates: metric name -> minimum (maximum for mae/rmse). A model that "
+            "misses a gate is rejected."
+        ),
+    )
 
     __rules__ = (
         Rule(
@@ -41,6 +58,14 @@ class Evaluation(contract.Evaluation, ApiModel):
             check=lambda e: all(k in _METRIC_NAMES for k in e.min_scores),
         ),
     )
+
+    def to_contract(self) -> contract.Evaluation:
+        return contract.Evaluation(
+            test_size=self.test_size,
+            random_state=self.random_state,
+            metrics=[contract.Metric(m) for m in self.metrics],
+            min_scores=dict(self.min_scores),
+        )
 
 
 class TrainingRunTemplate(ApiModel):

@@ -7,10 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import driftloop_contract as contract
 from driftloop import naming
 from driftloop.api import API_VERSION, MANAGED_BY, ResourceRequirements
 from driftloop.config import OperatorConfig
-from driftloop_runtime import contract
 
 Manifest = dict[str, Any]
 

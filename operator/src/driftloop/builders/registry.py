@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import driftloop_contract as contract
 from driftloop import naming
 from driftloop.api import API_VERSION, ModelVersionSpec, TrainingRunSpec, TrainingRunTemplate
-from driftloop_runtime import contract
 
 from .common import Manifest, Owner, labels, metadata
 

@@ -6,10 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import driftloop_contract as contract
 from driftloop import naming
 from driftloop.api import DeploymentSpec
 from driftloop.config import OperatorConfig
-from driftloop_runtime import contract
 
 from .common import (
     Manifest,
@@ -63,6 +63,24 @@ def _probe(path: str, period: int, failures: int) -> Manifest:
     }
 
 
+def server_config(
+    owner: Owner, spec: DeploymentSpec, served: ServedVersion
+) -> contract.ServerConfig:
+    """The model server's configuration (its env) for one served version."""
+    return contract.ServerConfig(
+        model_name=served.model,
+        model_version=str(served.version),
+        artifact_uri=served.artifact_uri,
+        artifact_sha256=served.sha256,
+        deployment=owner.name,
+        drift_method=contract.DriftMethod(spec.monitoring.method),
+        drift_window=spec.monitoring.window,
+        workers=spec.workers,
+        port=contract.SERVING_PORT,
+        scratch_dir=contract.SCRATCH_MOUNT,
+    )
+
+
 def predictor_deployment(
     owner: Owner, spec: DeploymentSpec, served: ServedVersion, config: OperatorConfig
 ) -> Manifest:
@@ -81,20 +99,7 @@ def predictor_deployment(
         "imagePullPolicy": config.image_pull_policy,
         "args": [contract.COMMAND_SERVE],
         "env": [
-            *env(
-                {
-                    contract.ENV_MODEL_NAME: served.model,
-                    contract.ENV_MODEL_VERSION: str(served.version),
-                    contract.ENV_ARTIFACT_URI: served.artifact_uri,
-                    contract.ENV_ARTIFACT_SHA256: served.sha256,
-                    contract.ENV_DEPLOYMENT: owner.name,
-                    contract.ENV_DRIFT_METHOD: str(spec.monitoring.method),
-                    contract.ENV_DRIFT_WINDOW: str(spec.monitoring.window),
-                    contract.ENV_WORKERS: str(spec.workers),
-                    contract.ENV_PORT: str(contract.SERVING_PORT),
-                    contract.ENV_SCRATCH_DIR: contract.SCRATCH_MOUNT,
-                }
-            ),
+            *env(server_config(owner, spec, served).to_env()),
             # The artifact of the version served decides: a ModelVersion registered
             # before a switch to S3 still serves from the PVC.
             *store_env(config, served.artifact_uri),

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import driftloop_contract as contract
 from driftloop import naming
 from driftloop.api import DatasetSpec, TrainingRunSpec
 from driftloop.config import OperatorConfig
-from driftloop_runtime import contract
 
 from .common import (
     Manifest,
@@ -23,13 +23,6 @@ from .common import (
 
 #: Seconds a finished Job's pods stay around for debugging once the parent is done.
 _INPUT_ERROR_EXIT = contract.EXIT_INVALID_INPUT
-
-
-def runtime_dataset(spec: DatasetSpec) -> contract.DatasetSpec:
-    """The Dataset spec as the runtime contract takes it (no operator-only fields)."""
-    return contract.DatasetSpec.model_validate(
-        spec.model_dump(by_alias=True, exclude={"refresh_interval"})
-    )
 
 
 def _job(
@@ -105,10 +98,10 @@ def training_job(
     """The Job of one TrainingRun; its pod reports a TrainResult as termination message."""
     request = contract.TrainRequest(
         model_name=spec.model,
-        dataset=runtime_dataset(dataset),
+        dataset=dataset.to_contract(),
         estimator=str(spec.estimator.type),
         hyperparameters=spec.estimator.hyperparameters,
-        evaluation=contract.Evaluation.model_validate(spec.evaluation.model_dump(by_alias=True)),
+        evaluation=spec.evaluation.to_contract(),
         output_dir=naming.artifact_dir(config.artifact_root, spec.model, owner.name, owner.uid),
     )
     lbls = labels(
@@ -148,7 +141,7 @@ def profile_job(
 ) -> Manifest:
     """The Job validating, digesting and profiling one Dataset version."""
     request = contract.ProfileRequest(
-        dataset=runtime_dataset(spec),
+        dataset=spec.to_contract(),
         output_dir=naming.dataset_profile_dir(
             config.artifact_root, owner.name, owner.uid, generation, refresh
         ),

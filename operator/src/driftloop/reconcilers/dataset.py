@@ -6,9 +6,9 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
+import driftloop_contract as contract
 from driftloop import builders, conditions, naming, policies
 from driftloop.api import DatasetPhase, DatasetSpec, parse_duration
-from driftloop_runtime import contract
 
 from ._outcome import Context, Event, Obj, Outcome, StatusWriter, owner_of
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
+import driftloop_contract as contract
 from driftloop import builders, conditions, naming, policies
 from driftloop.api import DATASET, MODEL_VERSION, DatasetSpec, TrainingRunPhase, TrainingRunSpec
 from driftloop.builders import Owner
-from driftloop_runtime import contract
 
 from ._outcome import Context, Event, Obj, Outcome, RetryLaterError, StatusWriter, owner_of
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from driftloop_runtime import contract
+import driftloop_contract as contract
 
 RUNTIME = [sys.executable, "-m", "driftloop_runtime"]
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -96,7 +96,7 @@ def serve_env(model_dir: Path, scratch: Path, **extra: str) -> dict[str, str]:
             contract.ENV_ARTIFACT_SHA256: model_sha(model_dir),
             contract.ENV_DEPLOYMENT: f"{model_dir.parent.name}-dep",
             contract.ENV_PORT: "0",
-            "DRIFTLOOP_HOST": "127.0.0.1",
+            contract.ENV_HOST: "127.0.0.1",
             contract.ENV_SCRATCH_DIR: str(scratch),
             contract.ENV_WORKERS: "2",
             contract.ENV_DRIFT_WINDOW: "200",

@@ -1,0 +1,71 @@
+"""A dataset as the runtime reads it: source, columns, validation rules."""
+
+from __future__ import annotations
+
+import enum
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from ._base import Payload
+
+
+class FeatureType(enum.StrEnum):
+    numeric = "numeric"
+    categorical = "categorical"
+
+
+#: A column name.
+Identifier = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_.\- ]*$"),
+]
+
+
+class FeatureSpec(Payload):
+    """One input column."""
+
+    name: Identifier
+    type: FeatureType = FeatureType.numeric
+    #: For categorical features: the only values allowed.
+    allowed_values: list[Annotated[str, Field(max_length=256)]] | None = Field(
+        default=None, alias="allowedValues", max_length=1000
+    )
+
+
+class ValidationRules(Payload):
+    """Rules the data must meet; a failed rule fails with its name (ValidationRule)."""
+
+    min_rows: int | None = Field(default=None, alias="minRows", ge=1)
+    max_rows: int | None = Field(default=None, alias="maxRows", ge=1)
+    #: Largest fraction of missing values allowed in any column.
+    max_null_ratio: float = Field(default=0.0, alias="maxNullRatio", ge=0.0, le=1.0)
+
+
+class DatasetSpec(Payload):
+    """Where the data is and what it must look like."""
+
+    #: A CSV or Parquet file: an absolute path on the artifact volume, file://,
+    #: http(s):// or s3://.
+    source: str = Field(min_length=1, max_length=2048, pattern=r"^(/|file://|https?://|s3://)")
+    #: ``auto`` picks by the file extension.
+    format: Literal["csv", "parquet", "auto"] = "auto"
+    #: Input columns used for training (names unique).
+    features: list[FeatureSpec] = Field(min_length=1, max_length=512)
+    #: Column holding the label to predict.
+    target: Identifier
+    validation: ValidationRules = Field(default_factory=ValidationRules)
+
+
+class ValidationRule(enum.StrEnum):
+    """``rule`` values of a ValidationFailed result (camelCase like the CRD)."""
+
+    readable = "readable"  # the file could not be parsed as CSV/Parquet
+    missing_column = "missingColumn"
+    missing_target = "missingTarget"
+    min_rows = "minRows"
+    max_rows = "maxRows"
+    max_null_ratio = "maxNullRatio"
+    allowed_values = "allowedValues"
+    numeric_type = "numericType"
+    target_classes = "targetClasses"  # classification target with < 2 classes

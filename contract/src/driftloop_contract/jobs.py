@@ -1,0 +1,124 @@
+"""The ``train`` and ``profile`` Jobs: request, result, exit codes.
+
+The operator passes the JSON of a *Request in $DRIFTLOOP_REQUEST; the container
+reports the JSON of a *Result in its termination message.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pydantic import Field
+
+from ._base import Payload
+from .data import DatasetSpec
+from .tasks import Metric, Task
+
+#: Container entrypoint: ``driftloop-runtime <command>``.
+ENTRYPOINT: Final = "driftloop-runtime"
+COMMAND_TRAIN: Final = "train"
+COMMAND_PROFILE: Final = "profile"
+#: Log level of the runtime, every command (DEBUG, INFO, WARNING...).
+ENV_LOG_LEVEL: Final = "DRIFTLOOP_LOG_LEVEL"
+
+#: Env var carrying the JSON request of ``train`` and ``profile``.
+ENV_REQUEST: Final = "DRIFTLOOP_REQUEST"
+#: Kubernetes' default termination message path; the runtime writes results here.
+TERMINATION_MESSAGE_PATH: Final = "/dev/termination-log"
+#: Kubernetes truncates termination messages at 4096 bytes.
+TERMINATION_MESSAGE_LIMIT: Final = 4096
+#: Overrides TERMINATION_MESSAGE_PATH (tests, local runs); the operator need not set it.
+ENV_TERMINATION_LOG: Final = "DRIFTLOOP_TERMINATION_LOG"
+
+#: Exit codes.  EXIT_INVALID_INPUT is deterministic (bad data, bad hyperparameters,
+#: unknown estimator): a Job should not retry it (podFailurePolicy FailJob).
+EXIT_OK: Final = 0
+EXIT_ERROR: Final = 1
+EXIT_INVALID_INPUT: Final = 3
+
+#: ``reason`` values of failed results.
+REASON_VALIDATION_FAILED: Final = "ValidationFailed"
+REASON_INVALID_HYPERPARAMETERS: Final = "InvalidHyperparameters"
+REASON_UNKNOWN_ESTIMATOR: Final = "UnknownEstimator"
+REASON_INVALID_REQUEST: Final = "InvalidRequest"
+REASON_DATA_UNAVAILABLE: Final = "DataUnavailable"
+REASON_TRAINING_FAILED: Final = "TrainingFailed"
+REASON_OUTPUT_CONFLICT: Final = "OutputConflict"
+#: The s3:// artifact store could not be read or written (transient: exit 1).
+REASON_ARTIFACT_STORE_UNAVAILABLE: Final = "ArtifactStoreUnavailable"
+
+
+class Evaluation(Payload):
+    """How a trained model is scored and gated."""
+
+    #: Fraction of rows held out for evaluation.
+    test_size: float = Field(default=0.2, alias="testSize", gt=0.0, lt=1.0)
+    #: Seed of the split.
+    random_state: int = Field(default=0, alias="randomState", ge=0)
+    #: Metrics to compute; empty means all metrics of the task.
+    metrics: list[Metric] = Field(default_factory=list, max_length=6)
+    #: Gates: metric name -> minimum (maximum for LOWER_IS_BETTER metrics).  A model
+    #: that misses a gate is rejected.
+    min_scores: dict[str, float] = Field(default_factory=dict, alias="minScores")
+
+
+class ProfileRequest(Payload):
+    """`driftloop-runtime profile`: validate a dataset, digest and profile it."""
+
+    dataset: DatasetSpec
+    #: Directory (under ARTIFACT_MOUNT) or s3:// prefix where profile.json is written.
+    output_dir: str = Field(alias="outputDir")
+
+
+class ProfileResult(Payload):
+    ok: bool
+    #: sha256:<hex> of the content.
+    digest: str | None = None
+    rows: int | None = None
+    columns: int | None = None
+    profile_uri: str | None = Field(default=None, alias="profileUri")
+    #: Set when ``ok`` is false: the rule that failed and the column concerned.
+    reason: str | None = None
+    rule: str | None = None
+    column: str | None = None
+    message: str | None = None
+
+
+class TrainRequest(Payload):
+    """`driftloop-runtime train`: one training attempt."""
+
+    model_name: str = Field(alias="modelName")
+    dataset: DatasetSpec
+    estimator: str
+    hyperparameters: dict[str, bool | int | float | str | None] = Field(default_factory=dict)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    #: Final artifact directory (under ARTIFACT_MOUNT), written atomically, or an
+    #: s3:// prefix, committed by writing its manifest last.
+    output_dir: str = Field(alias="outputDir")
+
+
+class TrainResult(Payload):
+    ok: bool
+    artifact_uri: str | None = Field(default=None, alias="artifactUri")
+    #: hex digest of MODEL_FILE.
+    sha256: str | None = None
+    dataset_digest: str | None = Field(default=None, alias="datasetDigest")
+    rows: int | None = None
+    task: Task | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    gates_passed: bool | None = Field(default=None, alias="gatesPassed")
+    failed_gates: list[str] = Field(default_factory=list, alias="failedGates")
+    reason: str | None = None
+    rule: str | None = None
+    column: str | None = None
+    message: str | None = None
+
+
+def dump_result(result: ProfileResult | TrainResult) -> str:
+    """Serialise a result for the termination message (always < 4 KiB)."""
+    text = result.model_dump_json(by_alias=True, exclude_none=True)
+    if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
+        return text
+    # Only a very long message can overflow; keep the machine-readable part.
+    clipped = result.model_copy(update={"message": (result.message or "")[:512]})
+    return clipped.model_dump_json(by_alias=True, exclude_none=True)[:TERMINATION_MESSAGE_LIMIT]
