@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 
+from driftloop_testkit.argocd import check_health
 from driftloop_testkit.cluster import Kubectl, wait_for
 from driftloop_testkit.data import (
     dataset_manifest,
@@ -33,6 +34,7 @@ from driftloop_testkit.driftloop import (
 from driftloop_testkit.scenarios import (
     has_reason,
     in_phase,
+    iris_flow,
     is_ready,
     ready_dataset,
     train_then_serve,
@@ -58,8 +60,15 @@ def test_happy_path_data_to_prediction(
     operator: OperatorProcess, custom: Any, kubectl: Kubectl, namespace: str, stage: Any
 ) -> None:
     stage("data/iris.csv", iris_csv())
+    # What a user applies, before the operator has seen it.
+    for manifest in iris_flow():
+        check_health(manifest, "no-status", "Progressing")
     served = train_then_serve(custom, namespace)
     dataset, run, mv = served.dataset, served.run, served.model_version
+    check_health(dataset, "ready", "Healthy")
+    check_health(run, "succeeded", "Healthy")
+    check_health(mv, "approved", "Healthy")
+    check_health(served.deployment, "serving", "Healthy")
     assert dataset["status"]["rows"] == 150
     assert dataset["status"]["columns"] == 5
     assert dataset["status"]["version"].startswith("sha256:")
@@ -124,6 +133,7 @@ def test_failures_are_conditions_with_reasons(
     create_cr(custom, namespace, training_run_manifest("orphan", "missing"))
     orphan = wait_cr(custom, namespace, "TrainingRun", "orphan", has_reason("DatasetNotFound"))
     assert orphan["status"]["phase"] == "Pending"
+    check_health(orphan, "dataset-not-found", "Progressing")
 
     # Bad data fails the Dataset with the rule and column that failed.
     stage("data/nulls.csv", iris_csv(nulls=30))
@@ -135,13 +145,30 @@ def test_failures_are_conditions_with_reasons(
     )
     assert "maxNullRatio" in condition(bad)["message"]
     assert "sepal_length" in condition(bad)["message"]
+    check_health(bad, "validation-failed", "Degraded")
     waiting = training_run_manifest("on-bad-data", "nulls")
     create_cr(custom, namespace, waiting)
-    wait_cr(custom, namespace, "TrainingRun", "on-bad-data", has_reason("DatasetNotReady"))
+    on_bad = wait_cr(custom, namespace, "TrainingRun", "on-bad-data", has_reason("DatasetNotReady"))
+    check_health(on_bad, "dataset-not-ready", "Progressing")
 
     # A pinned version that does not exist.
     create_cr(custom, namespace, deployment_manifest("pinned", "nothing", version=7))
-    wait_cr(custom, namespace, "Deployment", "pinned", has_reason("ModelVersionNotFound"))
+    pinned = wait_cr(custom, namespace, "Deployment", "pinned", has_reason("ModelVersionNotFound"))
+    check_health(pinned, "model-version-not-found", "Progressing")
+
+    # A version whose pods never become ready, with nothing to roll back to.
+    ghost_version = model_version_manifest("ghost-v1", model="ghost")
+    ghost_version["metadata"]["labels"] = {"driftloop.dev/model": "ghost"}
+    create_cr(custom, namespace, ghost_version)
+    create_cr(
+        custom,
+        namespace,
+        deployment_manifest("ghost", "ghost", version=1, promotion={"rolloutDeadline": "15s"}),
+    )
+    ghost = wait_cr(
+        custom, namespace, "Deployment", "ghost", has_reason("RolloutFailed"), timeout=180
+    )
+    check_health(ghost, "rollout-failed", "Degraded")
 
     # Hyperparameters the estimator does not take fail the run, once, with the reason.
     stage("data/iris.csv", iris_csv())
@@ -154,6 +181,7 @@ def test_failures_are_conditions_with_reasons(
     )
     assert failed["status"]["failureReason"] == "InvalidHyperparameters"
     assert "n_trees" in failed["status"]["failureMessage"]
+    check_health(failed, "failed", "Degraded")
 
 
 def test_dataset_refresh_records_new_versions_and_drops_old_profiles(

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from driftloop_testkit.argocd import check_health
 from driftloop_testkit.cluster import Kubectl, wait_for
 from driftloop_testkit.data import API_VERSION, drift_loop_deployment, iris_csv
 from driftloop_testkit.driftloop import (
@@ -152,6 +153,7 @@ def test_promotion_policy_rejects_a_worse_model(
         timeout=600,
     )
     assert rejected["status"]["approval"] == "rejected"
+    check_health(rejected, "rejected-by-policy", "Healthy")
     still = wait_cr(
         custom,
         namespace,
@@ -160,6 +162,8 @@ def test_promotion_policy_rejects_a_worse_model(
         lambda o: condition(o, "Promoted").get("reason") == "PromotionPolicy",
     )
     assert still["status"]["servingVersion"] == 1
+    assert [r["modelVersion"] for r in still["status"]["rejectedVersions"]] == ["iris-v2"]
+    check_health(still, "promotion-refused", "Healthy")
 
 
 def test_unready_version_rolls_back(
@@ -199,6 +203,7 @@ def test_unready_version_rolls_back(
     )
     assert rolled["status"]["servingVersion"] == 1
     assert "rolling back to version 1" in condition(rolled, "Promoted")["message"]
+    check_health(rolled, "rolled-back", "Healthy")
     v2 = wait_cr(
         custom,
         namespace,
@@ -207,6 +212,7 @@ def test_unready_version_rolls_back(
         lambda o: (o.get("status") or {}).get("approvalReason") == "RolloutFailed",
     )
     assert v2["status"]["approval"] == "rejected"
+    check_health(v2, "rejected-after-rollout", "Healthy")
     # Version 1 served throughout and still does.
     answers = send(url, batches=3)
     assert {a["model_version"] for a in answers} == {"1"}
