@@ -31,7 +31,11 @@ def stored_deployment(kube: FakeKube, name: str = DEPLOYMENT_NAME) -> dict[str, 
 
 
 def run(
-    kube: FakeKube, *, now: datetime = NOW, prometheus: Prometheus | None = None, **kw: Any
+    kube: FakeKube,
+    *,
+    now: datetime = NOW,
+    prometheus: Callable[[str, str, str | None], float] | None = None,
+    **kw: Any,
 ) -> Outcome:
     """One reconcile of the Deployment ``iris``."""
     return reconcile(
