@@ -579,3 +579,71 @@ def test_rollout_deadline_without_a_previous_version() -> None:
     assert conditions_of(deployment_status(kube))["Ready"] == ("False", "NoApprovedVersion")
     assert outcome.phase == "Pending"
     assert events(outcome) == []
+
+
+def test_a_failed_pinned_first_rollout_is_judged_once() -> None:
+    """Nothing to roll back to and nothing else to pick: it stays failed, quietly."""
+    kube = seeded(dep(pinned(1), promotion={"rolloutDeadline": "1m"}), mv(1))
+    run(kube, now=NOW)
+    first = run(kube, now=later(61))
+    kube.writes.clear()
+
+    again = run(kube, now=later(90))
+
+    message = "iris-v1 not ready after 1m; no previous version"
+    assert events(first) == [("Warning", "RolledBack", message)]
+    assert events(again) == []
+    assert writes(kube) == []
+    status = deployment_status(kube)
+    assert status["rejectedVersions"] == [rejection(1, "RolloutFailed", message, later(61))]
+    assert conditions_of(status)["Ready"] == ("False", "RolloutFailed")
+
+    # Its pods become ready after all: it serves.
+    roll_out(kube, PREDICTOR)
+    outcome = run(kube, now=later(120))
+    assert conditions_of(deployment_status(kube))["Ready"] == ("True", "Serving")
+    assert events(outcome) == [("Normal", "Promoted", "serving iris-v1 (version 1)")]
+
+
+def test_a_refusal_the_user_overrides_in_vain_is_recorded_once() -> None:
+    """Manual mode: the user approves a worse version; the policy still refuses it.
+
+    The approval lifts the refusal, so every reconcile judges the version again;
+    the same verdict must not be recorded (a new time) or announced again.
+    """
+    kube = seeded(dep(promotion={"mode": "manual"}), mv(1))
+    serve(kube)
+    kube.add(mv(2, 0.8))
+    approve("iris-v2")(kube)
+
+    first = run(kube, now=NOW)
+    again = run(kube, now=later(30))
+    status = deployment_status(kube)
+
+    assert events(first) == [("Warning", "PromotionRejected", V2_POLICY)]
+    assert events(again) == []
+    assert writes(kube) == [PATCH]
+    assert status["rejectedVersions"] == [rejection(2, "PromotionPolicy", V2_POLICY)]
+    assert conditions_of(status) == {**SERVING, "Promoted": ("False", "PromotionPolicy")}
+
+
+def test_a_lifted_rollback_is_retried_and_rolled_back_again() -> None:
+    kube = _serving_v1_then_v2()
+    run(kube, now=NOW)
+    run(kube, now=later(301))  # rolled back
+    roll_out(kube, PREDICTOR)
+    run(kube, now=later(310))
+    approve("iris-v2")(kube)
+    kube.writes.clear()
+
+    retry = run(kube, now=later(400))
+    assert conditions_of(deployment_status(kube)) == {**ROLLING, "Ready": ("True", "Serving")}
+    assert deployment_status(kube)["rolloutStarted"] == text(later(400))
+    assert writes(kube) == [APPLY, PATCH]
+    assert events(retry) == []
+
+    failed = run(kube, now=later(701))  # the second attempt fails too: a new record
+    status = deployment_status(kube)
+    assert status["rejectedVersions"] == [rejection(2, "RolloutFailed", V2_ROLLED_BACK, later(701))]
+    assert events(failed) == [("Warning", "RolledBack", V2_ROLLED_BACK)]
+    assert conditions_of(status)["Ready"] == ("True", "RolledBack")
