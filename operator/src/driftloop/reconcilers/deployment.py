@@ -142,9 +142,10 @@ def _gate(
     if decision.promote:
         return target
     status.condition("Promoted", False, decision.reason, decision.message)
-    if decision.reason == policies.REJECTED_BY_POLICY:
-        if _reject(status, target, policies.REJECTED_BY_POLICY, decision.message):
-            events.append(Event("Warning", "PromotionRejected", decision.message))
+    if decision.reason == policies.REJECTED_BY_POLICY and _reject(
+        status, target, policies.REJECTED_BY_POLICY, decision.message
+    ):
+        events.append(Event("Warning", "PromotionRejected", decision.message))
         # The channel may now resolve to another candidate; it is gated next time.
     return serving
 
