@@ -23,14 +23,25 @@ SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
 REJECTIONS_LIMIT = 20
 
 
-def _reject(status: StatusWriter, mv: Obj, reason: str, message: str) -> None:
+def _reject(
+    status: StatusWriter, mv: Obj, reason: str, message: str, since: str | None = None
+) -> bool:
     """Record in this Deployment's own status that it will not serve ``mv`` again.
 
     The ModelVersion reconciler reads these records into the version's approval:
-    each object's status has one writer.
+    each object's status has one writer.  Returns False, recording nothing, when
+    the same refusal is already recorded (at or after ``since``): the next
+    reconcile must not repeat it, nor its event.
     """
     version = int(mv["spec"]["version"])
     earlier = status.fields.get("rejectedVersions", status.current.get("rejectedVersions")) or []
+    if any(
+        int(r["version"]) == version
+        and (r.get("reason"), r.get("message")) == (reason, message[:1024])
+        and str(r.get("time", "")) >= (since or "")
+        for r in earlier
+    ):
+        return False
     kept = [r for r in earlier if int(r["version"]) != version]
     record = {
         "version": version,
@@ -40,6 +51,7 @@ def _reject(status: StatusWriter, mv: Obj, reason: str, message: str) -> None:
         "time": status.now,
     }
     status.fields["rejectedVersions"] = [record, *kept][:REJECTIONS_LIMIT]
+    return True
 
 
 def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
@@ -130,8 +142,9 @@ def _gate(
     if decision.promote:
         return target
     status.condition("Promoted", False, decision.reason, decision.message)
-    if decision.reason == policies.REJECTED_BY_POLICY:
-        _reject(status, target, policies.REJECTED_BY_POLICY, decision.message)
+    if decision.reason == policies.REJECTED_BY_POLICY and _reject(
+        status, target, policies.REJECTED_BY_POLICY, decision.message
+    ):
         events.append(Event("Warning", "PromotionRejected", decision.message))
         # The channel may now resolve to another candidate; it is gated next time.
     return serving
@@ -195,9 +208,9 @@ def _track_rollout(
             if serving
             else "no previous version"
         )
-        _reject(status, target, policies.REJECTED_AFTER_ROLLOUT, message)
         status.condition("Promoted", False, policies.REJECTED_AFTER_ROLLOUT, message)
-        events.append(Event("Warning", "RolledBack", message))
+        if _reject(status, target, policies.REJECTED_AFTER_ROLLOUT, message, since=started):
+            events.append(Event("Warning", "RolledBack", message))
         if serving is not None:
             old = ServedVersion.of(serving)
             _ensure_predictor(ctx, owner, spec, old)
