@@ -105,7 +105,8 @@ def _failed(status: StatusWriter, reason: str, message: str, events: list[Event]
     )
     status.ready(False, reason, message)
     events.append(Event("Warning", reason, message))
-    return status.outcome(events, TrainingRunPhase.failed)
+    # A Failed run never changes again: Stalled, whatever the reason.
+    return status.outcome(events, TrainingRunPhase.failed, terminal=True)
 
 
 def _metrics_text(result: contract.TrainResult) -> str:
