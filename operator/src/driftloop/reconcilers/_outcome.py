@@ -101,7 +101,7 @@ class StatusWriter:
     def ready(self, status: bool | str, reason: str, message: str = "") -> None:
         self.condition(conditions.READY, status, reason, message)
 
-    def _kstatus(self) -> None:
+    def _kstatus(self, terminal: bool) -> None:
         """Mirror Ready into kstatus' Reconciling / Stalled, which Flux and kstatus read."""
         ready = next((c for c in self._conditions if c["type"] == conditions.READY), None)
         self._conditions = [
@@ -110,7 +110,7 @@ class StatusWriter:
         if ready is None or ready["status"] == "True":
             return
         reason = ready["reason"]
-        stalled = reason in STALLED_REASONS or reason.endswith("Failed")
+        stalled = terminal or reason in STALLED_REASONS or reason.endswith("Failed")
         previous = [dict(c) for c in self.current.get("conditions") or []]
         kind = "Stalled" if stalled else "Reconciling"
         mirrored = conditions.set_condition(
@@ -125,8 +125,11 @@ class StatusWriter:
         self._conditions.append(next(c for c in mirrored if c["type"] == kind))
         self._conditions.sort(key=lambda c: (c["type"] != conditions.READY, c["type"]))
 
-    def outcome(self, events: list[Event] | None = None, phase: str | None = None) -> Outcome:
-        self._kstatus()
+    def outcome(
+        self, events: list[Event] | None = None, phase: str | None = None, *, terminal: bool = False
+    ) -> Outcome:
+        """``terminal``: the object never changes again, so a Ready=False is Stalled."""
+        self._kstatus(terminal)
         return Outcome(
             status={**self.fields, "conditions": self._conditions},
             events=events or [],

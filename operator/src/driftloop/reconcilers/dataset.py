@@ -124,7 +124,10 @@ def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
             events.append(Event("Normal", "Validated", f"{result.rows} rows, version {digest}"))
         return status.outcome(events, DatasetPhase.ready)
 
-    reason = (result.reason if result and result.reason else None) or outcome.reason
+    # A Job that completed without a readable result is not "JobComplete".
+    reason = (result.reason if result and result.reason else None) or (
+        "ResultUnreadable" if outcome.succeeded else outcome.reason
+    )
     message = policies.failure_text(result, outcome.message or f"Job {job_name} failed")
     status.fields["phase"] = DatasetPhase.failed
     status.ready(False, reason, message)

@@ -67,7 +67,10 @@ def reconcile_training_run(ctx: Context, body: Obj) -> Outcome:
         return _failed(status, reason, message, events)
 
     image = spec.image or ctx.config.runtime_image
-    mv = claim_model_version(ctx, owner, spec, result, image)
+    try:
+        mv = claim_model_version(ctx, owner, spec, result, image)
+    except ValueError as error:  # ok, but no valid ModelVersion in it: retrying cannot help
+        return _failed(status, "ResultUnreadable", str(error), events)
     mv_name = mv["metadata"]["name"]
     status.fields.update(
         phase=TrainingRunPhase.succeeded,
@@ -105,7 +108,8 @@ def _failed(status: StatusWriter, reason: str, message: str, events: list[Event]
     )
     status.ready(False, reason, message)
     events.append(Event("Warning", reason, message))
-    return status.outcome(events, TrainingRunPhase.failed)
+    # A Failed run never changes again: Stalled, whatever the reason.
+    return status.outcome(events, TrainingRunPhase.failed, terminal=True)
 
 
 def _metrics_text(result: contract.TrainResult) -> str:
