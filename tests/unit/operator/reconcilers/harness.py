@@ -104,7 +104,15 @@ def _custom(kind: str, name: str, spec: Obj, **meta: Any) -> Obj:
 
 
 def ready_condition(reason: str = "Validated") -> list[Obj]:
-    return [{"type": "Ready", "status": "True", "reason": reason, "message": ""}]
+    return [
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": reason,
+            "message": "",
+            "lastTransitionTime": text(NOW - timedelta(hours=1)),
+        }
+    ]
 
 
 DATASET_SPEC: Obj = {
