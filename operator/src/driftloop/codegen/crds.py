@@ -11,18 +11,13 @@ pydantic's JSON Schema is close to, but not, a Kubernetes *structural* schema.
   ``minimum: n, exclusiveMinimum: true`` (OpenAPI v3.0 form);
 * ``title``, ``additionalProperties: false`` and ``default: null`` are dropped.
 
-Usage::
-
-    driftloop-crdgen                 # write crds/*.yaml and docs/reference/api.md
-    driftloop-crdgen --check         # exit 1 when the committed files are stale
+Writes ``crds/*.yaml`` and ``docs/reference/api.md``; run through ``make generate``
+(:mod:`driftloop.codegen`).
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
-import difflib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,45 +262,8 @@ def _rules(schema: Schema, path: str) -> Iterator[tuple[str, str]]:
         yield from _rules(schema["items"], f"{path}[]")
 
 
-# --------------------------------------------------------------------------- #
-# CLI
-# --------------------------------------------------------------------------- #
-
-
 def outputs(root: Path) -> dict[Path, str]:
-    """Every generated file and its content."""
+    """crds/*.yaml and docs/reference/api.md, by path below ``root``."""
     files = {root / "crds" / f"{kind.crd_name}.yaml": render_crd(kind) for kind in ALL_KINDS}
     files[root / "docs" / "reference" / "api.md"] = render_reference()
     return files
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=Path.cwd(), help="repository root")
-    parser.add_argument("--check", action="store_true", help="fail when files are stale")
-    args = parser.parse_args(argv)
-    stale = []
-    for path, text in outputs(args.root).items():
-        current = path.read_text() if path.exists() else ""
-        if current == text:
-            continue
-        if args.check:
-            stale.append(path)
-            sys.stdout.writelines(
-                difflib.unified_diff(
-                    current.splitlines(True), text.splitlines(True), str(path), "generated", n=1
-                )
-            )
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
-            print(f"wrote {path.relative_to(args.root)}")
-    if stale:
-        names = ", ".join(str(p.relative_to(args.root)) for p in stale)
-        print(f"stale generated files: {names}; run `make crds`", file=sys.stderr)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
