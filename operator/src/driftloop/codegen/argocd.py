@@ -33,7 +33,7 @@ def argocd_cm(script: str) -> str:
     )
     return (
         "# Generated from docs/gitops/argocd-health/health.lua by\n"
-        "# tests/unit/gitops/test_argocd_health.py --write - DO NOT EDIT.\n"
+        "# `make generate` (driftloop.codegen) - DO NOT EDIT.\n"
         "# Merge into Argo CD's argocd-cm ConfigMap (kubectl -n argocd patch cm argocd-cm\n"
         "# --type merge --patch-file docs/gitops/argocd-cm.yaml), or set the same keys with\n"
         "# the argo-cd Helm chart's configs.cm values.\n"
