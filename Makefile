@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the dev virtualenv (.venv)
 
 .PHONY: test
-test: venv lint crds-check chart-check test-unit test-s3 test-docker test-cluster test-e2e ## run every test suite (unit, S3, docker, cluster, e2e)
+test: venv lint verify test-unit test-s3 test-docker test-cluster test-e2e ## run every test suite (unit, S3, docker, cluster, e2e)
 
 .PHONY: test-unit
 test-unit: venv tools ## fast tests, no cluster
@@ -71,32 +71,36 @@ test-e2e: venv cluster-images ## the full loop with a real Prometheus
 	$(PYTEST) tests/e2e -q
 
 .PHONY: lint
-lint: venv ## ruff + mypy
+lint: venv ## ruff + mypy + shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	@command -v shellcheck >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends shellcheck >/dev/null; }
+	shellcheck -x hack/*.sh
 
 .PHONY: fmt
 fmt: venv ## format the code
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-.PHONY: crds
-crds: venv ## regenerate crds/, the chart's CRD templates and docs/reference/api.md
-	$(PY) -m driftloop.crdgen
-	hack/helm.sh sync-crds
+# Every generated file (driftloop.codegen): crds/, docs/reference/api.md, the chart's CRD
+# templates, the Argo CD health scripts and argocd-cm snippet.
+.PHONY: generate
+generate: venv ## write every generated file
+	$(PY) -m driftloop.codegen
 
-.PHONY: crds-check
-crds-check: venv ## fail when the generated files are stale
-	$(PY) -m driftloop.crdgen --check
+.PHONY: verify
+verify: venv ## fail when a generated file is stale (lists them)
+	$(PY) -m driftloop.codegen --check
+
+.PHONY: crds crds-check chart-check
+crds: generate
+crds-check chart-check: verify
 
 .PHONY: helm
 helm: ## build helm once (cached in ~/.cache/driftloop) and print its path
 	hack/helm.sh ensure
-
-.PHONY: chart-check
-chart-check: ## fail when charts/driftloop/templates/crds differs from crds/
-	hack/helm.sh check
 
 .PHONY: test-chart
 test-chart: venv ## Helm chart + GitOps tests (builds helm on first use)

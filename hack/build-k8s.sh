@@ -14,20 +14,16 @@
 # a complete build (a half build is never reused).
 set -euo pipefail
 
-HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
-source "${HACK_DIR}/versions.env"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CACHE="${DRIFTLOOP_CACHE:-$HOME/.cache/driftloop}"
-DEST="${CACHE}/k8s-v${K8S_VERSION}"
-STAMP="${DEST}/.complete-etcd-${ETCD_VERSION}"
+DEST="${K8S_DIR}"
+STAMP="${K8S_STAMP}"
 GOPROXY_URL="${GOPROXY:-https://proxy.golang.org}"
 GOPROXY_URL="${GOPROXY_URL%%,*}"
 K8S_MINOR="${K8S_VERSION#*.}"; K8S_MINOR="${K8S_MINOR%%.*}"
 STAGING_VERSION="v0.${K8S_VERSION#*.}"   # 1.35.4 -> v0.35.4
 BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
-
-log() { printf '[build-k8s %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 
 is_complete() {
   [[ -f "${STAMP}" ]] || return 1
@@ -40,20 +36,13 @@ if is_complete; then
   exit 0
 fi
 
-mkdir -p "${CACHE}"
-exec 9>"${CACHE}/.build-k8s-v${K8S_VERSION}.lock"
-log "waiting for build lock ${CACHE}/.build-k8s-v${K8S_VERSION}.lock"
-flock 9
+lock 9 "${CACHE}/.build-k8s-v${K8S_VERSION}.lock"
 if is_complete; then  # another builder finished while we waited
   log "cached (built by a concurrent run): ${DEST}/bin"
   exit 0
 fi
 
-command -v go >/dev/null || { log "go is required"; exit 1; }
-# Never download a Go toolchain (only the module proxy is reachable); use the local one.
-export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
-# Be nice to whoever else shares the 2 cores.
-NICE=(nice -n 15)
+need_cmd go "go is required"
 
 WORK="${CACHE}/work-k8s-v${K8S_VERSION}"
 OUT="$(mktemp -d "${CACHE}/.tmp-k8s-v${K8S_VERSION}.XXXXXX")"
@@ -64,7 +53,7 @@ mkdir -p "${WORK}/k8s" "${WORK}/etcd" "${OUT}/bin"
 log "fetching k8s.io/kubernetes@v${K8S_VERSION} go.mod to list staging modules"
 curl -fsSL "${GOPROXY_URL}/k8s.io/kubernetes/@v/v${K8S_VERSION}.mod" -o "${WORK}/k8s/upstream.mod"
 mapfile -t STAGING < <(awk '$2=="=>" && $3 ~ /^\.\/staging\// {print $1}' "${WORK}/k8s/upstream.mod" | sort -u)
-[[ ${#STAGING[@]} -gt 10 ]] || { log "could not parse staging modules from upstream go.mod"; exit 1; }
+[[ ${#STAGING[@]} -gt 10 ]] || die "could not parse staging modules from upstream go.mod"
 GO_DIRECTIVE="$(awk '$1=="go"{print $2; exit}' "${WORK}/k8s/upstream.mod")"
 GODEBUG_LINE="$(grep -E '^godebug ' "${WORK}/k8s/upstream.mod" || true)"
 {
@@ -98,9 +87,9 @@ START=$SECONDS
 log "resolving modules (k8s.io/kubernetes v${K8S_VERSION}, ${#STAGING[@]} staging modules at ${STAGING_VERSION})"
 PKGS=()
 for b in "${BINS[@]}"; do PKGS+=("k8s.io/kubernetes/cmd/${b}"); done
-(cd "${WORK}/k8s" && "${NICE[@]}" go get "k8s.io/kubernetes@v${K8S_VERSION}" && "${NICE[@]}" go mod download)
+(cd "${WORK}/k8s" && go_local get "k8s.io/kubernetes@v${K8S_VERSION}" && go_local mod download)
 log "compiling ${BINS[*]} (this is the slow part on a cold cache)"
-(cd "${WORK}/k8s" && "${NICE[@]}" go build -trimpath -ldflags="${LDFLAGS}" -o "${OUT}/bin/" "${PKGS[@]}")
+(cd "${WORK}/k8s" && go_local build -trimpath -ldflags="${LDFLAGS}" -o "${OUT}/bin/" "${PKGS[@]}")
 log "kubernetes built in $((SECONDS-START))s"
 
 # --- etcd --------------------------------------------------------------------
@@ -126,8 +115,8 @@ import (
 func main() { etcdmain.Main(os.Args) }
 GOSRC
 log "building etcd v${ETCD_VERSION}"
-(cd "${WORK}/etcd" && "${NICE[@]}" go mod tidy && \
-  "${NICE[@]}" go build -trimpath \
+(cd "${WORK}/etcd" && go_local mod tidy && \
+  go_local build -trimpath \
     -ldflags="-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v${ETCD_VERSION}" \
     -o "${OUT}/bin/etcd" .)
 log "etcd built in $((SECONDS-START))s"

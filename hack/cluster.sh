@@ -14,60 +14,35 @@
 # Must run as root (containers, cgroups, iptables). Every step is idempotent.
 set -euo pipefail
 
-HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
-source "${HACK_DIR}/versions.env"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CACHE="${DRIFTLOOP_CACHE:-$HOME/.cache/driftloop}"
-BIN="${CACHE}/k8s-v${K8S_VERSION}/bin"
-STATE="${DRIFTLOOP_STATE:-/var/lib/driftloop-cluster}"
+BIN="${K8S_BIN}"
 PKI="${STATE}/pki"
-LOGS="${STATE}/logs"
 RUN="${STATE}/run"               # pid files
 CFG="${STATE}/config"
 KUBECONFIG_OUT="${STATE}/kubeconfig"
-# containerd's runtime state must live on a tmpfs-like path that vanishes on reboot.
-CTRD_STATE="/run/driftloop-containerd"
-CTRD_SOCK="${CTRD_STATE}/containerd.sock"
 CTR=(ctr --address "${CTRD_SOCK}" -n k8s.io)
-# The pod bridge. Its address doubles as the node IP and the API server's advertise
-# address, so the cluster never depends on (or sends anything through) eth0.
+# The pod bridge. Its address (NODE_IP) doubles as the node IP and the API server's
+# advertise address, so the cluster never depends on (or sends anything through) eth0.
 BRIDGE=dl0
-NODE_IP="${POD_CIDR%.*/*}.1"     # 10.88.0.0/16 -> 10.88.0.1
 POD_PREFIX="${POD_CIDR#*/}"
 API_PORT=6443
 WAIT_SECS="${DRIFTLOOP_WAIT_SECS:-180}"
 
-log() { printf '[cluster %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-need_root() { [[ $(id -u) -eq 0 ]] || die "must run as root (containers, cgroups, iptables)"; }
-
 # ---------------------------------------------------------------------------
 # host prerequisites
 # ---------------------------------------------------------------------------
-ensure_packages() {
-  # Only what is missing; apt-get update only when we must install something.
+ensure_host_packages() {
   # docker.io + debootstrap are for hack/images.sh; installed here too so a fresh
-  # machine needs one apt run.
-  local want=(containerd runc containernetworking-plugins iptables conntrack socat openssl
-              curl iproute2 ethtool kmod util-linux procps docker.io debootstrap)
-  local missing=() p
-  for p in "${want[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    log "installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-  # Debian's package starts nothing here (no systemd), but make sure a stray system
-  # containerd does not matter: ours has its own socket, root and state dirs.
+  # machine needs one apt run. Debian's package starts nothing here (no systemd), and a
+  # stray system containerd does not matter: ours has its own socket, root and state dirs.
+  ensure_packages containerd runc containernetworking-plugins iptables conntrack socat openssl \
+    curl iproute2 ethtool kmod util-linux procps docker.io debootstrap
 }
 
 ensure_binaries() {
-  if [[ ! -f "${BIN}/../.complete-etcd-${ETCD_VERSION}" ]]; then
+  if [[ ! -f "${K8S_STAMP}" ]]; then
     log "Kubernetes v${K8S_VERSION} binaries not cached; building (cold: tens of minutes)"
     "${HACK_DIR}/build-k8s.sh"
   fi
@@ -389,13 +364,7 @@ pick_snapshotter() {
 # process management: pid files + logs, identity-checked before any kill
 # ---------------------------------------------------------------------------
 pid_of() { # prints pid if the component's recorded process is alive and is the binary we started
-  local name=$1 pidfile="${RUN}/$1.pid" pid exe
-  [[ -f "$pidfile" ]] || return 1
-  pid="$(cat "$pidfile")"
-  [[ -n "$pid" && -d "/proc/$pid" ]] || return 1
-  exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
-  [[ "$(basename "${exe% (deleted)}")" == "$(cat "${RUN}/$1.exe" 2>/dev/null)" ]] || return 1
-  echo "$pid"
+  pidfile_pid "${RUN}/$1.pid" "*/$(cat "${RUN}/$1.exe" 2>/dev/null)"
 }
 
 start() { # start NAME BINARY ARGS...
@@ -404,36 +373,35 @@ start() { # start NAME BINARY ARGS...
   log "starting $name"
   mkdir -p "${RUN}" "${LOGS}"
   basename "$bin" > "${RUN}/${name}.exe"
-  # setsid: own session, so it survives the caller (pytest, make) and gets no terminal signals.
-  # 8>&-: the daemon must not inherit the state lock (lock_state), or it would hold it forever.
-  setsid nohup "$bin" "$@" >>"${LOGS}/${name}.log" 2>&1 < /dev/null 8>&- &
-  echo $! > "${RUN}/${name}.pid"
+  spawn "${RUN}/${name}.pid" "${LOGS}/${name}.log" "$bin" "$@"
 }
 
 stop() { # stop NAME [timeout]
-  local name=$1 timeout=${2:-20} pid i
+  local name=$1 timeout=${2:-20} pid
   pid="$(pid_of "$name")" || { rm -f "${RUN}/${name}.pid"; return 0; }
   log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < timeout * 5; i++)); do
-    [[ -d "/proc/$pid" ]] || break
-    sleep 0.2
-  done
-  [[ -d "/proc/$pid" ]] && { log "$name did not stop in ${timeout}s; SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; sleep 0.5; }
+  stop_pid "$pid" "$timeout" || { log "$name did not stop in ${timeout}s; SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; sleep 0.5; }
   rm -f "${RUN}/${name}.pid"
+}
+
+# up_or_exited DESCRIPTION COMPONENT COMMAND...: COMMAND succeeds (quietly); dies when
+# COMPONENT exited.
+up_or_exited() {
+  local what=$1 comp=$2; shift 2
+  "$@" >/dev/null 2>&1 && return 0
+  if [[ -n "$comp" ]] && ! pid_of "$comp" >/dev/null; then
+    tail -n 30 "${LOGS}/${comp}.log" >&2 || true
+    die "$comp exited while waiting for $what (log: ${LOGS}/${comp}.log)"
+  fi
+  return 1
 }
 
 wait_for() { # wait_for DESCRIPTION COMPONENT COMMAND...
   local what=$1 comp=$2; shift 2
-  local deadline=$((SECONDS + WAIT_SECS))
-  until "$@" >/dev/null 2>&1; do
-    if [[ -n "$comp" ]] && ! pid_of "$comp" >/dev/null; then
-      tail -n 30 "${LOGS}/${comp}.log" >&2 || true
-      die "$comp exited while waiting for $what (log: ${LOGS}/${comp}.log)"
-    fi
-    ((SECONDS < deadline)) || { [[ -n "$comp" ]] && tail -n 30 "${LOGS}/${comp}.log" >&2; die "timed out waiting for $what"; }
-    sleep 0.5
-  done
+  if ! wait_until "${WAIT_SECS}" 0.5 up_or_exited "$what" "$comp" "$@"; then
+    [[ -n "$comp" ]] && tail -n 30 "${LOGS}/${comp}.log" >&2
+    die "timed out waiting for $what"
+  fi
   log "$what: ok"
 }
 
@@ -483,7 +451,7 @@ cluster_ready() {
 }
 
 cmd_up() {
-  need_root
+  need_root "containers, cgroups, iptables"
   if [[ -f "${KUBECONFIG_OUT}" ]] && cluster_ready; then
     log "cluster already up"
     # Nothing can pull it back from a registry if it went missing (e.g. removed under
@@ -503,7 +471,7 @@ cmd_up() {
     log "leftovers of an earlier run found: cleaning up first"
     cmd_down
   fi
-  ensure_packages
+  ensure_host_packages
   ensure_binaries
   mkdir -p "${STATE}" "${LOGS}" "${RUN}" "${STATE}/etcd" "${STATE}/kubelet"
   ensure_sysctls
@@ -578,6 +546,10 @@ cmd_up() {
   cmd_env
 }
 
+no_pods() {
+  [[ -z "$(kc get pods -A -o name 2>/dev/null)" ]] && [[ -z "$("${CTR[@]}" tasks ls -q 2>/dev/null)" ]]
+}
+
 # Unmount everything mounted below DIR, deepest first (awk: no failing grep under pipefail).
 unmount_under() {
   local m
@@ -586,7 +558,7 @@ unmount_under() {
 }
 
 cmd_down() {
-  need_root
+  need_root "containers, cgroups, iptables"
   log "stopping cluster (state: ${STATE})"
   # Stop what would recreate pods, then let the kubelet tear pods down through CRI
   # (which also runs CNI DEL: veths, IPAM leases, portmap rules).
@@ -594,11 +566,7 @@ cmd_down() {
   stop kube-scheduler
   if pid_of kubelet >/dev/null && pid_of kube-apiserver >/dev/null && [[ -f "${KUBECONFIG_OUT}" ]]; then
     kc delete pods --all-namespaces --all --grace-period=1 --wait=false >/dev/null 2>&1 || true
-    local deadline=$((SECONDS + 40))
-    while ((SECONDS < deadline)); do
-      [[ -z "$(kc get pods -A -o name 2>/dev/null)" ]] && [[ -z "$("${CTR[@]}" tasks ls -q 2>/dev/null)" ]] && break
-      sleep 1
-    done
+    wait_until 40 1 no_pods || true
   fi
   stop kubelet
   stop kube-proxy
@@ -665,7 +633,7 @@ cmd_status() {
 }
 
 cmd_load_image() {
-  need_root
+  need_root "containers, cgroups, iptables"
   [[ $# -ge 1 ]] || die "usage: $0 load-image IMAGE..."
   pid_of containerd >/dev/null || die "node containerd is not running; run '$0 up' first"
   "${HACK_DIR}/images.sh" load "$@"
@@ -674,13 +642,8 @@ cmd_load_image() {
 # Serialise commands that change the cluster: two concurrent `up`s (pytest + make) must
 # not both start etcd; the second waits and then finds everything running.
 lock_state() {
-  need_root
-  mkdir -p "${STATE}"
-  exec 8>"${STATE}/.lock"
-  if ! flock -n 8; then
-    log "another hack/cluster.sh holds ${STATE}/.lock; waiting (a cold build takes minutes)"
-    flock -w 3600 8 || die "gave up waiting for ${STATE}/.lock"
-  fi
+  need_root "containers, cgroups, iptables"
+  lock 8 "${STATE}/.lock" 3600
 }
 
 main() {
@@ -696,7 +659,7 @@ main() {
     load-image) cmd_load_image "$@" ;;
     kubectl) kc "$@" ;;
     build) "${HACK_DIR}/build-k8s.sh" ;;
-    *) sed -n '2,14p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    *) usage ;;
   esac
 }
 

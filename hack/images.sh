@@ -20,40 +20,18 @@
 #   DRIFTLOOP_BUILD_CACHE  BuildKit cache kept by `tidy`, most recently used first (default 3GB)
 set -euo pipefail
 
-HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-REPO_DIR="$(cd "${HACK_DIR}/.." && pwd)"
-# shellcheck source=versions.env
-source "${HACK_DIR}/versions.env"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CACHE="${DRIFTLOOP_CACHE:-$HOME/.cache/driftloop}"
-STATE="${DRIFTLOOP_STATE:-/var/lib/driftloop-cluster}"
-LOGS="${STATE}/logs"
 DOCKER_SOCK=/var/run/docker.sock
 # Debian's docker CLI (20.10, same as the engine) has BuildKit built in; a newer CLI
 # earlier in PATH (e.g. /usr/local/bin/docker 28.x) insists on the buildx plugin.
 # Resolved in cmd_engine, after docker.io is installed (a fresh machine has only the other CLI).
 DOCKER="${DOCKER:-}"
-# The embedded cluster's containerd (hack/cluster.sh); NOT dockerd's own containerd.
-CTRD_SOCK="/run/driftloop-containerd/containerd.sock"
-
-log() { printf '[images %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-ensure_packages() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    log "installing Debian packages: ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
-}
 
 docker_up() { "${DOCKER}" info >/dev/null 2>&1; }
 
+# The embedded cluster's containerd (CTRD_SOCK, hack/cluster.sh), not dockerd's own.
 # A socket file outlives a killed containerd (a session or machine that stopped without
 # `hack/cluster.sh down`), so ask the daemon itself rather than test for the file.
 cluster_containerd_up() {
@@ -73,14 +51,10 @@ cmd_engine() {
   # builds images here (builds use --network host), so it never touches the pod
   # network's iptables rules or the FORWARD policy. dockerd starts its own managed
   # containerd under /var/run/docker/containerd, separate from the cluster's.
-  # 8>&- 9>&-: don't let the daemon inherit hack/cluster.sh's or build-k8s.sh's lock fds.
-  setsid nohup dockerd --storage-driver=vfs --iptables=false --ip-forward=false --bridge=none \
-    --host "unix://${DOCKER_SOCK}" >>"${LOGS}/dockerd.log" 2>&1 < /dev/null 8>&- 9>&- &
-  local i
-  for ((i = 0; i < 120; i++)); do
-    docker_up && { log "dockerd ready"; return 0; }
-    sleep 0.5
-  done
+  # dockerd writes its own pid file (/var/run/docker.pid, see cmd_engine_stop).
+  spawn - "${LOGS}/dockerd.log" dockerd --storage-driver=vfs --iptables=false --ip-forward=false \
+    --bridge=none --host "unix://${DOCKER_SOCK}"
+  wait_until 60 0.5 docker_up && { log "dockerd ready"; return 0; }
   tail -n 30 "${LOGS}/dockerd.log" >&2
   die "dockerd did not become ready"
 }
@@ -88,13 +62,9 @@ cmd_engine() {
 cmd_engine_stop() {
   # Only the dockerd we would have started: the one whose pid is in docker's pidfile.
   local pid
-  pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
-  [[ -n "$pid" && -d "/proc/$pid" && "$(readlink "/proc/$pid/exe")" == */dockerd ]] || { log "dockerd not running"; return 0; }
+  pid="$(pidfile_pid /var/run/docker.pid '*/dockerd')" || { log "dockerd not running"; return 0; }
   log "stopping dockerd (pid $pid)"
-  kill -TERM "$pid"
-  local i
-  for ((i = 0; i < 100; i++)); do [[ -d "/proc/$pid" ]] || return 0; sleep 0.2; done
-  kill -KILL "$pid" 2>/dev/null || true
+  stop_pid "$pid" 20 || kill -KILL "$pid" 2>/dev/null || true
 }
 
 image_exists() { "${DOCKER}" image inspect "$1" >/dev/null 2>&1; }
@@ -229,31 +199,27 @@ cmd_load() { # load IMAGE...  (into the embedded cluster's containerd, namespace
 
 cmd_build_all() {
   cmd_base
-  local built=("${BASE_IMAGE}")
-  if [[ -f "${REPO_DIR}/serving-image/Dockerfile" ]]; then
-    # The runtime installs the repo's own package: the build context is the repo root
-    # when the Dockerfile asks for it (it COPYs pyproject.toml), else serving-image/.
-    local ctx="${REPO_DIR}/serving-image"
-    grep -qE '^\s*COPY\s+.*pyproject\.toml' "${REPO_DIR}/serving-image/Dockerfile" && ctx="${REPO_DIR}"
-    cmd_build "${RUNTIME_IMAGE}" "${ctx}" "${REPO_DIR}/serving-image/Dockerfile"
-    built+=("${RUNTIME_IMAGE}")
-  else
-    log "serving-image/Dockerfile not present yet: skipping ${RUNTIME_IMAGE}"
-  fi
-  if [[ -f "${REPO_DIR}/operator/Dockerfile" ]]; then
-    local ctx="${REPO_DIR}/operator"
-    grep -qE '^\s*COPY\s+.*pyproject\.toml' "${REPO_DIR}/operator/Dockerfile" && ctx="${REPO_DIR}"
-    cmd_build "${OPERATOR_IMAGE}" "${ctx}" "${REPO_DIR}/operator/Dockerfile"
-    built+=("${OPERATOR_IMAGE}")
-  else
-    log "operator/Dockerfile not present yet: skipping ${OPERATOR_IMAGE}"
-  fi
+  local built=("${BASE_IMAGE}") pair image dir
+  for pair in "${RUNTIME_IMAGE}=serving-image" "${OPERATOR_IMAGE}=operator"; do
+    image="${pair%=*}"
+    dir="${pair##*=}"
+    if [[ -f "${REPO_DIR}/${dir}/Dockerfile" ]]; then
+      # Both install the repo's own package: the build context is the repo root when the
+      # Dockerfile asks for it (it COPYs pyproject.toml), else the image's directory.
+      local ctx="${REPO_DIR}/${dir}"
+      grep -qE '^\s*COPY\s+.*pyproject\.toml' "${REPO_DIR}/${dir}/Dockerfile" && ctx="${REPO_DIR}"
+      cmd_build "${image}" "${ctx}" "${REPO_DIR}/${dir}/Dockerfile"
+      built+=("${image}")
+    else
+      log "${dir}/Dockerfile not present yet: skipping ${image}"
+    fi
+  done
   if cluster_containerd_up; then cmd_load "${built[@]}"; else log "cluster not running: images not loaded"; fi
   cmd_tidy
 }
 
 main() {
-  [[ $(id -u) -eq 0 ]] || die "must run as root (dockerd, containerd)"
+  need_root "dockerd, containerd"
   local cmd=${1:-}
   shift || true
   case "$cmd" in
@@ -264,7 +230,7 @@ main() {
     load) [[ $# -ge 1 ]] || die "usage: $0 load IMAGE..."; cmd_load "$@" ;;
     build-all) cmd_build_all ;;
     tidy) cmd_tidy ;;
-    *) sed -n '2,20p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    *) usage ;;
   esac
 }
 

@@ -10,19 +10,16 @@
 # (set DRIFTLOOP_TEST_IMAGE to an image with python3, e.g. driftloop/base:bookworm or python:3.12-slim).
 set -euo pipefail
 
-HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
-source "${HACK_DIR}/versions.env"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 CLUSTER=driftloop
 KUBECONFIG_PATH="${DRIFTLOOP_KIND_KUBECONFIG:-$HOME/.kube/driftloop-kind}"
 KIND="${KIND:-kind}"
 
-log() { printf '[kind] %s\n' "$*" >&2; }
-
 ensure_kind() {
   command -v "$KIND" >/dev/null && return 0
-  command -v go >/dev/null || { log "install kind ${KIND_VERSION} (https://kind.sigs.k8s.io) or Go"; exit 1; }
+  need_cmd go "install kind ${KIND_VERSION} (https://kind.sigs.k8s.io) or Go"
   log "installing kind ${KIND_VERSION} with go install"
   GOBIN="${HOME}/.local/bin" go install "sigs.k8s.io/kind@${KIND_VERSION}"
   KIND="${HOME}/.local/bin/kind"
@@ -62,5 +59,5 @@ case "${1:-}" in
   load) cmd_load ;;
   down) cmd_down ;;
   kubeconfig-path) echo "$KUBECONFIG_PATH" ;;
-  *) sed -n '2,12p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+  *) usage ;;
 esac

@@ -13,21 +13,20 @@
 # evaluation interval: 2s, so the drift loop reacts in seconds in tests and the demo.
 set -euo pipefail
 
-STATE=${DRIFTLOOP_STATE:-/var/lib/driftloop-cluster}
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
 DIR=$STATE/prometheus
 PORT=${DRIFTLOOP_PROMETHEUS_PORT:-19090}
 SCRAPE_INTERVAL=${DRIFTLOOP_SCRAPE_INTERVAL:-2s}
 URL="http://127.0.0.1:$PORT"
 
-running() { [[ -f $DIR/${2:-pid} ]] && kill -0 "$(cat "$DIR/${2:-pid}")" 2>/dev/null; }
+running() { pidfile_pid "$DIR/${1:-pid}" >/dev/null; }  # running [PIDFILE-NAME]
 ready() { curl -fsS "$URL/-/ready" >/dev/null 2>&1; }
-HERE=$(cd "$(dirname "$0")" && pwd)
 
 install() {
   command -v prometheus >/dev/null && return
-  echo "installing Debian's prometheus package" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  ensure_packages prometheus
   # The package starts a service on :9090 where an init system exists; we run our own.
   if command -v systemctl >/dev/null && systemctl is-active -q prometheus 2>/dev/null; then
     systemctl disable --now prometheus >/dev/null 2>&1 || true
@@ -57,41 +56,32 @@ up() {
   install
   write_config "$(readlink -f "$kubeconfig")"
   [[ -f $DIR/targets.json ]] || echo '[]' >"$DIR/targets.json"
-  if ! running x sd.pid; then
-    # shellcheck source=versions.env
-    source "$HERE/versions.env"
-    local kubectl=${DRIFTLOOP_KUBECTL:-${DRIFTLOOP_CACHE:-$HOME/.cache/driftloop}/k8s-v$K8S_VERSION/bin/kubectl}
-    setsid nohup python3 "$HERE/prometheus-sd.py" "$kubectl" "$(readlink -f "$kubeconfig")" "$DIR/targets.json" \
-      >"$DIR/sd.log" 2>&1 &
-    echo $! >"$DIR/sd.pid"
+  if ! running sd.pid; then
+    local kubectl=${DRIFTLOOP_KUBECTL:-$K8S_BIN/kubectl}
+    : >"$DIR/sd.log"
+    spawn "$DIR/sd.pid" "$DIR/sd.log" \
+      python3 "$HACK_DIR/prometheus-sd.py" "$kubectl" "$(readlink -f "$kubeconfig")" "$DIR/targets.json"
   fi
   if ready; then
     # Whoever started it, reuse it: reload the (re)written config.
     curl -fsS -X POST "$URL/-/reload" >/dev/null
   else
     if running; then kill "$(cat "$DIR/pid")"; sleep 1; fi
-    # setsid: a server of its own, not ended with the shell or test run that started it.
-    setsid nohup prometheus --config.file="$DIR/prometheus.yml" --storage.tsdb.path="$DIR/data" \
-      --storage.tsdb.retention.time=2h --web.listen-address="0.0.0.0:$PORT" \
-      --web.enable-lifecycle >"$DIR/prometheus.log" 2>&1 &
-    echo $! >"$DIR/pid"
+    # A server of its own, not ended with the shell or test run that started it.
+    : >"$DIR/prometheus.log"
+    spawn "$DIR/pid" "$DIR/prometheus.log" prometheus --config.file="$DIR/prometheus.yml" \
+      --storage.tsdb.path="$DIR/data" --storage.tsdb.retention.time=2h \
+      --web.listen-address="0.0.0.0:$PORT" --web.enable-lifecycle
   fi
-  for _ in $(seq 1 60); do
-    if ready; then echo "$URL"; return; fi
-    sleep 0.5
-  done
-  echo "prometheus did not become ready; see $DIR/prometheus.log" >&2
+  if wait_until 30 0.5 ready; then echo "$URL"; return; fi
   tail -20 "$DIR/prometheus.log" >&2
-  exit 1
+  die "prometheus did not become ready; see $DIR/prometheus.log"
 }
 
 down() {
-  if running x sd.pid; then kill "$(cat "$DIR/sd.pid")"; fi
+  if running sd.pid; then kill "$(cat "$DIR/sd.pid")"; fi
   rm -f "$DIR/sd.pid"
-  if running; then
-    kill "$(cat "$DIR/pid")"
-    for _ in $(seq 1 40); do running || break; sleep 0.25; done
-  fi
+  if running; then stop_pid "$(cat "$DIR/pid")" 10 || true; fi
   rm -f "$DIR/pid"
 }
 
@@ -99,5 +89,5 @@ case ${1:-} in
   up) shift; up "$@" ;;
   down) down ;;
   url) echo "$URL" ;;
-  *) echo "usage: $0 up [KUBECONFIG] | down | url" >&2; exit 2 ;;
+  *) usage ;;
 esac

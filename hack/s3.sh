@@ -14,38 +14,30 @@
 # MinIO publishes no semver tags on the module proxy: versions.env pins a pseudo-version.
 set -euo pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=versions.env
-source "$HERE/versions.env"
+# shellcheck source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-CACHE=${DRIFTLOOP_CACHE:-$HOME/.cache/driftloop}
-STATE=${DRIFTLOOP_STATE:-/var/lib/driftloop-cluster}
 DIR=$STATE/s3
-LOGS=$STATE/logs
 BIN=$CACHE/minio-$MINIO_VERSION/minio
 PORT=${DRIFTLOOP_S3_PORT:-19000}
 BUCKET=${DRIFTLOOP_S3_BUCKET:-driftloop}
 REGION=us-east-1
 URL="http://127.0.0.1:$PORT"
-# The address pods use: the first host of POD_CIDR, as hack/cluster.sh assigns it to the bridge.
-POD_URL="http://${POD_CIDR%.*/*}.1:$PORT"
-
-log() { printf '[s3 %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+# The address pods use: the bridge address hack/cluster.sh gives the node.
+POD_URL="http://${NODE_IP}:$PORT"
 
 # The recorded pid is alive and is the binary we started (not a recycled pid).
-running() {
-  [[ -f $DIR/pid ]] || return 1
-  local pid exe
-  pid=$(cat "$DIR/pid")
-  exe=$(readlink "/proc/$pid/exe" 2>/dev/null || true)
-  [[ ${exe% (deleted)} == "$BIN" ]]
-}
+running() { pidfile_pid "$DIR/pid" "$BIN" >/dev/null; }
 live() { curl -fsS --max-time 2 "$URL/minio/health/live" >/dev/null 2>&1; }
+live_or_exited() {
+  live && return 0
+  running || { tail -20 "$LOGS/s3.log" >&2; die "MinIO exited; see $LOGS/s3.log"; }
+  return 1
+}
 
 ensure_binary() {
   [[ -x $BIN ]] && return
-  command -v go >/dev/null || die "go is needed to build MinIO ($MINIO_VERSION)"
+  need_cmd go "go is needed to build MinIO ($MINIO_VERSION)"
   mkdir -p "$LOGS"
   log "building MinIO $MINIO_VERSION from the Go module proxy (once; 194 s measured cold on 2 cores; log $LOGS/s3-build.log)"
   local start=$SECONDS
@@ -107,29 +99,20 @@ up() {
   else
     if running; then kill "$(cat "$DIR/pid")"; sleep 1; fi
     log "starting MinIO on 0.0.0.0:$PORT (data $DIR/data, log $LOGS/s3.log)"
-    # setsid: a server of its own, not ended with the shell or test run that started it.
+    # A server of its own, not ended with the shell or test run that started it.
     # Credentials through the environment, not argv (visible in ps).
     MINIO_ROOT_USER=$AWS_ACCESS_KEY_ID MINIO_ROOT_PASSWORD=$AWS_SECRET_ACCESS_KEY \
       MINIO_BROWSER=off MINIO_UPDATE=off MINIO_CALLHOME_ENABLE=off \
-      setsid nohup "$BIN" server "$DIR/data" --address "0.0.0.0:$PORT" --quiet \
-      >>"$LOGS/s3.log" 2>&1 </dev/null &
-    echo $! >"$DIR/pid"
-    for _ in $(seq 1 120); do
-      live && break
-      running || { tail -20 "$LOGS/s3.log" >&2; die "MinIO exited; see $LOGS/s3.log"; }
-      sleep 0.5
-    done
-    live || { tail -20 "$LOGS/s3.log" >&2; die "MinIO did not become live; see $LOGS/s3.log"; }
+      spawn "$DIR/pid" "$LOGS/s3.log" "$BIN" server "$DIR/data" --address "0.0.0.0:$PORT" --quiet
+    wait_until 60 0.5 live_or_exited ||
+      { tail -20 "$LOGS/s3.log" >&2; die "MinIO did not become live; see $LOGS/s3.log"; }
   fi
   ensure_bucket
   echo "$URL"
 }
 
 down() {
-  if running; then
-    kill "$(cat "$DIR/pid")"
-    for _ in $(seq 1 40); do running || break; sleep 0.25; done
-  fi
+  if running; then stop_pid "$(cat "$DIR/pid")" 10 || true; fi
   rm -f "$DIR/pid"
 }
 
@@ -150,5 +133,5 @@ case ${1:-} in
   up) up ;;
   down) down ;;
   env) env_ ;;
-  *) sed -n '2,14p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+  *) usage ;;
 esac

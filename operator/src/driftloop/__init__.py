@@ -3,7 +3,7 @@
 Layers (each imports only the ones before it):
 
 * :mod:`driftloop.api` - pydantic models of the four kinds; the CRDs are generated
-  from them (:mod:`driftloop.crdgen`).
+  from them (:mod:`driftloop.codegen`, development tooling the operator never imports).
 * :mod:`driftloop.builders` / :mod:`driftloop.policies` - pure functions: desired
   child objects and decisions.
 * :mod:`driftloop.kube` - the one thin layer that talks to the Kubernetes API.

@@ -192,7 +192,7 @@ def test_rendered_crds_equal_crds_dir() -> None:
         crd = rendered[name]
         assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
         assert source["metadata"]["labels"].items() <= crd["metadata"]["labels"].items()
-        assert crd["spec"] == source["spec"], f"{name}: run hack/helm.sh sync-crds"
+        assert crd["spec"] == source["spec"], f"{name}: run `make generate`"
 
 
 def test_crds_disabled_and_not_kept() -> None:

@@ -4,14 +4,13 @@ Each kind's directory follows Argo CD's resource_customizations layout
 (``driftloop.dev/<Kind>/health.lua`` + ``health_test.yaml`` + ``testdata/``), so the same
 cases would pass upstream. All four ``health.lua`` files are copies of
 ``docs/gitops/argocd-health/health.lua``, and ``docs/gitops/argocd-cm.yaml`` embeds it;
-regenerate both after editing it with:
-
-    .venv/bin/python tests/unit/gitops/test_argocd_health.py --write
+``make generate`` (:mod:`driftloop.codegen.argocd`) writes both after an edit, and
+``make verify`` fails while they are stale. ``health_test.yaml`` and ``testdata/`` are data,
+not generated.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,34 +25,6 @@ ARGOCD_CM = GITOPS / "argocd-cm.yaml"
 GROUP = "driftloop.dev"
 KINDS = ("Dataset", "TrainingRun", "ModelVersion", "Deployment")
 ARGO_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
-
-
-def argocd_cm() -> str:
-    """The argocd-cm snippet: one resource.customizations.health.<group>_<kind> key per kind."""
-    body = "".join(f"    {line}".rstrip() + "\n" for line in SCRIPT.read_text().splitlines())
-    keys = "".join(f"  resource.customizations.health.{GROUP}_{kind}: |\n{body}" for kind in KINDS)
-    return (
-        "# Generated from docs/gitops/argocd-health/health.lua by\n"
-        "# tests/unit/gitops/test_argocd_health.py --write - DO NOT EDIT.\n"
-        "# Merge into Argo CD's argocd-cm ConfigMap (kubectl -n argocd patch cm argocd-cm\n"
-        "# --type merge --patch-file docs/gitops/argocd-cm.yaml), or set the same keys with\n"
-        "# the argo-cd Helm chart's configs.cm values.\n"
-        "apiVersion: v1\n"
-        "kind: ConfigMap\n"
-        "metadata:\n"
-        "  name: argocd-cm\n"
-        "  namespace: argocd\n"
-        "  labels:\n"
-        "    app.kubernetes.io/name: argocd-cm\n"
-        "    app.kubernetes.io/part-of: argocd\n"
-        f"data:\n{keys}"
-    )
-
-
-def write() -> None:
-    for kind in KINDS:
-        (HEALTH / GROUP / kind / "health.lua").write_text(SCRIPT.read_text())
-    ARGOCD_CM.write_text(argocd_cm())
 
 
 # --------------------------------------------------------------------------- running Lua
@@ -101,11 +72,10 @@ def test_every_outcome_is_covered(kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_kind_scripts_are_copies(kind: str) -> None:
     copy = HEALTH / GROUP / kind / "health.lua"
-    assert copy.read_text() == SCRIPT.read_text(), "run test_argocd_health.py --write"
+    assert copy.read_text() == SCRIPT.read_text(), "run `make generate`"
 
 
-def test_argocd_cm_is_current() -> None:
-    assert ARGOCD_CM.read_text() == argocd_cm(), "run test_argocd_health.py --write"
+def test_argocd_cm_embeds_the_script() -> None:
     data = yaml.safe_load(ARGOCD_CM.read_text())["data"]
     assert set(data) == {f"resource.customizations.health.{GROUP}_{kind}" for kind in KINDS}
     for script in data.values():
@@ -118,9 +88,3 @@ def test_argocd_cm_scripts_run() -> None:
     obj = {"kind": "Dataset", "metadata": {"generation": 1}, "status": {"phase": "Failed"}}
     for script in data.values():
         assert run_health(script, obj)["status"] == "Degraded"
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--write"]:
-        sys.exit(f"usage: {sys.argv[0]} --write")
-    write()
