@@ -66,6 +66,17 @@ tools:
 test-cluster: venv cluster-images s3-up ## tests against the embedded cluster (or $KUBECONFIG)
 	$(PYTEST) tests/cluster -q
 
+# The Argo CD health fixtures are objects the operator produced: the cluster and e2e tests
+# that reach each state write them (driftloop_testkit.argocd). Review the diff, then commit.
+.PHONY: argocd-fixtures
+argocd-fixtures: venv cluster-images ## recapture docs/gitops/argocd-health fixtures from a cluster run
+	rm -rf docs/gitops/argocd-health/driftloop.dev/*/testdata docs/gitops/argocd-health/driftloop.dev/*/health_test.yaml
+	DRIFTLOOP_CAPTURE_ARGOCD_FIXTURES=1 $(PYTEST) -q \
+	  tests/cluster/test_operator.py::test_happy_path_data_to_prediction \
+	  tests/cluster/test_operator.py::test_failures_are_conditions_with_reasons \
+	  tests/e2e/test_drift_loop.py::test_promotion_policy_rejects_a_worse_model \
+	  tests/e2e/test_drift_loop.py::test_unready_version_rolls_back
+
 .PHONY: test-e2e
 test-e2e: venv cluster-images ## the full loop with a real Prometheus
 	$(PYTEST) tests/e2e -q

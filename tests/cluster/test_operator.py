@@ -159,6 +159,7 @@ def test_failures_are_conditions_with_reasons(
     # A version whose pods never become ready, with nothing to roll back to.
     ghost_version = model_version_manifest("ghost-v1", model="ghost")
     ghost_version["metadata"]["labels"] = {"driftloop.dev/model": "ghost"}
+    check_health(ghost_version, "no-status", "Progressing")
     create_cr(custom, namespace, ghost_version)
     create_cr(
         custom,

@@ -1,78 +1,118 @@
-"""The Argo CD health checks in docs/gitops, run on sample objects with a real Lua (lupa).
+"""The Argo CD health checks in docs/gitops, run with a real Lua (lupa) on captured objects.
 
 Each kind's directory follows Argo CD's resource_customizations layout
 (``driftloop.dev/<Kind>/health.lua`` + ``health_test.yaml`` + ``testdata/``), so the same
 cases would pass upstream. All four ``health.lua`` files are copies of
 ``docs/gitops/argocd-health/health.lua``, and ``docs/gitops/argocd-cm.yaml`` embeds it;
 ``make generate`` (:mod:`driftloop.codegen.argocd`) writes both after an edit, and
-``make verify`` fails while they are stale. ``health_test.yaml`` and ``testdata/`` are data,
-not generated.
+``make verify`` fails while they are stale.
+
+``testdata/`` holds objects the operator produced on a real cluster, captured by the
+cluster and e2e tests (:mod:`driftloop_testkit.argocd`, ``make argocd-fixtures``), with
+the health Argo CD gave each in ``health_test.yaml``; these tests replay them.
 """
 
 from __future__ import annotations
 
+import copy
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[3]
-GITOPS = REPO / "docs" / "gitops"
-HEALTH = GITOPS / "argocd-health"
-SCRIPT = HEALTH / "health.lua"
-ARGOCD_CM = GITOPS / "argocd-cm.yaml"
-GROUP = "driftloop.dev"
-KINDS = ("Dataset", "TrainingRun", "ModelVersion", "Deployment")
+from driftloop import api
+from driftloop.reconcilers._outcome import STALLED_REASONS
+from driftloop_testkit.argocd import GROUP, HEALTH, KINDS, SCRIPT, run_health
+
+ARGOCD_CM = HEALTH.parent / "argocd-cm.yaml"
 ARGO_STATUSES = {"Healthy", "Progressing", "Degraded", "Suspended", "Missing", "Unknown"}
+STATUS_MODELS = {
+    "Dataset": api.DatasetStatus,
+    "TrainingRun": api.TrainingRunStatus,
+    "ModelVersion": api.ModelVersionStatus,
+    "Deployment": api.DeploymentStatus,
+}
+#: What real objects of each kind can be: a ModelVersion is Ready once it is registered.
+OUTCOMES = {
+    "Dataset": {"Healthy", "Progressing", "Degraded"},
+    "TrainingRun": {"Healthy", "Progressing", "Degraded"},
+    "ModelVersion": {"Healthy", "Progressing"},
+    "Deployment": {"Healthy", "Progressing", "Degraded"},
+}
 
 
-# --------------------------------------------------------------------------- running Lua
+def _index(kind: str) -> list[dict[str, Any]]:
+    tests: list[dict[str, Any]] = yaml.safe_load(
+        (HEALTH / GROUP / kind / "health_test.yaml").read_text()
+    )["tests"]
+    return tests
 
 
-def run_health(script: str, obj: dict[str, Any]) -> dict[str, Any]:
-    """Run a health.lua as Argo CD does: ``obj`` is a global table, the script returns hs.
-
-    Lua 5.1, the language of gopher-lua, which Argo CD embeds.
-    """
-    lua51 = pytest.importorskip("lupa.lua51", reason="lupa is in the dev extras")
-    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
-    lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute(script)
-    return dict(result.items())
+def _fixture(kind: str, case: dict[str, Any]) -> dict[str, Any]:
+    obj: dict[str, Any] = yaml.safe_load((HEALTH / GROUP / kind / case["inputPath"]).read_text())
+    return obj
 
 
 def cases() -> list[Any]:
-    out = []
-    for kind in KINDS:
-        spec = yaml.safe_load((HEALTH / GROUP / kind / "health_test.yaml").read_text())
-        for case in spec["tests"]:
-            out.append(pytest.param(kind, case, id=f"{kind}-{Path(case['inputPath']).stem}"))
-    return out
+    return [
+        pytest.param(kind, case, id=f"{kind}-{Path(case['inputPath']).stem}")
+        for kind in KINDS
+        for case in _index(kind)
+    ]
 
 
 @pytest.mark.parametrize(("kind", "case"), cases())
 def test_health(kind: str, case: dict[str, Any]) -> None:
-    directory = HEALTH / GROUP / kind
-    obj = yaml.safe_load((directory / case["inputPath"]).read_text())
+    obj = _fixture(kind, case)
     assert obj["kind"] == kind
     assert obj["apiVersion"] == f"{GROUP}/v1alpha1"
-    hs = run_health((directory / "health.lua").read_text(), obj)
+    hs = run_health((HEALTH / GROUP / kind / "health.lua").read_text(), obj)
     assert hs["status"] in ARGO_STATUSES
     assert hs == case["healthStatus"]
 
 
+@pytest.mark.parametrize(("kind", "case"), cases())
+def test_fixtures_are_valid_objects_of_the_kind(kind: str, case: dict[str, Any]) -> None:
+    """Every captured status fits the CRD: no field or shape the operator cannot write."""
+    obj = _fixture(kind, case)
+    if "status" in obj:
+        STATUS_MODELS[kind].model_validate(obj["status"])
+    assert set(obj["metadata"]) <= {"name", "namespace", "generation"}
+
+
+@pytest.mark.parametrize(("kind", "case"), cases())
+def test_a_newer_generation_waits_for_the_operator(kind: str, case: dict[str, Any]) -> None:
+    """The same object after a spec change the operator has not seen yet (kstatus InProgress)."""
+    obj = copy.deepcopy(_fixture(kind, case))
+    if (obj.get("status") or {}).get("observedGeneration") is None:
+        pytest.skip("no status written yet")
+    obj["metadata"]["generation"] = obj["status"]["observedGeneration"] + 1
+    hs = run_health(SCRIPT.read_text(), obj)
+    generation = obj["metadata"]["generation"]
+    assert hs == {
+        "status": "Progressing",
+        "message": f"Waiting for the operator to observe generation {generation}",
+    }
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_every_outcome_is_covered(kind: str) -> None:
-    spec = yaml.safe_load((HEALTH / GROUP / kind / "health_test.yaml").read_text())
-    statuses = {case["healthStatus"]["status"] for case in spec["tests"]}
-    assert {"Healthy", "Progressing", "Degraded"} <= statuses
+    assert {case["healthStatus"]["status"] for case in _index(kind)} == OUTCOMES[kind]
+
+
+def test_terminal_reasons_are_the_operators() -> None:
+    """The script's fallback list is the operator's STALLED_REASONS (plus the Failed suffix)."""
+    table = re.search(r"local terminal = \{(.*?)\}", SCRIPT.read_text(), re.S)
+    assert table is not None
+    assert set(re.findall(r"(\w+) = true", table.group(1))) == set(STALLED_REASONS)
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_kind_scripts_are_copies(kind: str) -> None:
-    copy = HEALTH / GROUP / kind / "health.lua"
-    assert copy.read_text() == SCRIPT.read_text(), "run `make generate`"
+    copy_ = HEALTH / GROUP / kind / "health.lua"
+    assert copy_.read_text() == SCRIPT.read_text(), "run `make generate`"
 
 
 def test_argocd_cm_embeds_the_script() -> None:

@@ -4,19 +4,17 @@
 local hs = { status = "Progressing", message = "Waiting for the driftloop operator" }
 
 -- Ready=False reasons the operator cannot get past without a change from you (the spec,
--- the data, the image); any other Ready=False reason is a step on the way.
+-- the data, the image): the operator's STALLED_REASONS, plus any reason ending in
+-- "Failed". Any other Ready=False reason is a step on the way. (The operator also mirrors
+-- this in a Stalled condition, read first below; the list serves objects without it.)
 local terminal = {
-  InvalidSpec = true,
-  ValidationFailed = true,
+  DeadlineExceeded = true,
   InvalidHyperparameters = true,
-  UnknownEstimator = true,
   InvalidRequest = true,
-  TrainingFailed = true,
-  OutputConflict = true,
-  JobFailed = true,
+  InvalidSpec = true,
   ResultUnreadable = true,
-  RolloutFailed = true,
-  DigestMismatch = true,
+  UnknownEstimator = true,
+  ValidationFailed = true,
 }
 
 local function find_condition(status, ctype)
@@ -65,7 +63,7 @@ end
 
 local ready = find_condition(status, "Ready")
 
--- A failed Dataset, TrainingRun or Deployment is final for its generation.
+-- A failed Dataset or TrainingRun is final for its generation.
 if status.phase == "Failed" then
   hs.status = "Degraded"
   if ready ~= nil and ready.status == "False" then
