@@ -48,7 +48,10 @@ class ValidationRules(ApiModel):
         default=0.0,
         ge=0.0,
         le=1.0,
-        description="Largest fraction of missing values allowed in any column.",
+        description=(
+            "Largest fraction of missing values allowed in any feature column (the "
+            "training Job checks the target column too)."
+        ),
     )
 
     def to_contract(self) -> contract.ValidationRules:
@@ -70,7 +73,11 @@ class DatasetSpec(ApiModel):
         ),
     )
     format: Literal["csv", "parquet", "auto"] = Field(
-        default="auto", description="File format; auto picks by the file extension."
+        default="auto",
+        description=(
+            "File format; auto: Parquet when the name ends in .parquet or .pq or the "
+            "content starts with PAR1, else CSV (plain or gzip)."
+        ),
     )
     features: list[FeatureSpec] = Field(
         min_length=1,
@@ -87,7 +94,7 @@ class DatasetSpec(ApiModel):
         alias="refreshInterval",
         description=(
             "Re-read the source this often (e.g. 1h). A new content digest becomes a "
-            "new dataset version. Unset: read once."
+            "new dataset version. Unset: read once per spec change."
         ),
     )
 
@@ -153,7 +160,7 @@ class DatasetStatus(StatusBase):
         default=None, max_length=80, description="Resolved version: sha256:<hex> content digest."
     )
     rows: int | None = Field(default=None, ge=0, description="Rows in the current version.")
-    columns: int | None = Field(default=None, ge=0, description="Columns in the current version.")
+    columns: int | None = Field(default=None, ge=0, description="Columns in the source file.")
     profile_uri: str | None = Field(
         default=None,
         max_length=2048,
@@ -164,7 +171,9 @@ class DatasetStatus(StatusBase):
         ),
     )
     last_refresh_time: str | None = Field(
-        default=None, json_schema_extra={"format": "date-time"}, description="Last source read."
+        default=None,
+        json_schema_extra={"format": "date-time"},
+        description="When the last successful profile Job finished.",
     )
     history: list[DatasetVersion] = Field(
         default_factory=list, max_length=10, description="Recent versions, newest first."

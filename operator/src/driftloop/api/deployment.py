@@ -34,7 +34,11 @@ class ModelSelector(ApiModel):
     )
     channel: Channel | None = Field(
         default=None,
-        description="Follow a channel: latestApproved (the default) or latest.",
+        description=(
+            "Follow a channel: latestApproved (the default), the highest approved "
+            "version; or latest, the highest not rejected or archived. Both skip "
+            "versions this Deployment refused."
+        ),
     )
 
     __rules__ = (
@@ -53,7 +57,10 @@ class DriftMonitoring(ApiModel):
         default=contract.DriftMethod.psi, description="Drift statistic per feature."
     )
     window: int = Field(
-        default=1000, ge=50, le=100_000, description="Live rows in the sliding window."
+        default=1000,
+        ge=50,
+        le=100_000,
+        description="Live rows in the sliding window (per pod, shared by its workers).",
     )
 
 
@@ -90,11 +97,13 @@ class Trigger(ApiModel):
         max_length=4096,
         description=(
             "PromQL returning one value. Default: the max drift score of this "
-            "Deployment's features for the monitoring method."
+            "Deployment's features for the monitoring method and serving version."
         ),
     )
     threshold: float = Field(
-        ge=-1e12, le=1e12, description="Fires when the value crosses this threshold."
+        ge=-1e12,
+        le=1e12,
+        description="Fires when the value has been beyond this threshold for `for`.",
     )
     operator: TriggerOperator = Field(
         default=TriggerOperator.greater_than, description="'>' or '<' the threshold."
@@ -109,7 +118,13 @@ class Retraining(ApiModel):
 
     enabled: bool = Field(default=True, description="Turn automatic retraining on or off.")
     prometheus: PrometheusSource = Field(default_factory=PrometheusSource)
-    interval: Duration = Field(default="30s", description="How often triggers are evaluated.")
+    interval: Duration = Field(
+        default="30s",
+        description=(
+            "How often triggers are evaluated (checked at each reconcile: every operator "
+            "poll interval, 5s by default)."
+        ),
+    )
     triggers: list[Trigger] = Field(
         default_factory=list,
         max_length=8,
@@ -117,7 +132,8 @@ class Retraining(ApiModel):
         description="Conditions that start retraining; empty means the default drift trigger.",
     )
     cooldown: Duration = Field(
-        default="30m", description="Minimum time between two retraining runs."
+        default="30m",
+        description="Minimum time between two retraining runs of this Deployment.",
     )
     max_concurrent: int = Field(
         default=1, ge=1, le=10, description="Most retraining runs in flight at once."
@@ -137,7 +153,10 @@ class Promotion(ApiModel):
 
     mode: PromotionMode = Field(
         default=PromotionMode.auto,
-        description="auto: promote versions passing the policy; manual: wait for approval.",
+        description=(
+            "auto: promote versions passing the policy; manual: also require the "
+            "driftloop.dev/approval=approved annotation on the version."
+        ),
     )
     metric: contract.Metric | None = Field(
         default=None,
@@ -150,7 +169,8 @@ class Promotion(ApiModel):
         description="Promote when new >= serving - tolerance (<= + for error metrics).",
     )
     rollout_deadline: Duration = Field(
-        default="5m", description="Roll back when new pods are not ready by then."
+        default="5m",
+        description="Roll back when the new version's rollout has not completed by then.",
     )
 
 
@@ -207,7 +227,9 @@ class DeploymentStatus(StatusBase):
     desired_version: int | None = Field(
         default=None, description="Version being rolled out (equals serving when settled)."
     )
-    previous_version: int | None = Field(default=None, description="Last-known-good version.")
+    previous_version: int | None = Field(
+        default=None, description="Version served before servingVersion."
+    )
     url: str | None = Field(default=None, max_length=2048, description="In-cluster URL.")
     replicas: int | None = Field(default=None, ge=0)
     ready_replicas: int | None = Field(default=None, ge=0)
@@ -222,8 +244,8 @@ class DeploymentStatus(StatusBase):
         default_factory=list,
         max_length=20,
         description=(
-            "Versions this Deployment will not serve again, newest first: refused by the "
-            "promotion policy or rolled back after a failed rollout. Each ModelVersion "
-            "reconciler reads them into that version's approval."
+            "Versions this Deployment will not serve again unless a user approves them, "
+            "newest first: refused by the promotion policy or rolled back after a failed "
+            "rollout. The ModelVersion reconciler reads them into each version's approval."
         ),
     )

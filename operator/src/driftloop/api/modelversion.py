@@ -87,9 +87,23 @@ class ModelVersionStatus(StatusBase):
     """Observed state of a ModelVersion."""
 
     approval: Approval | None = Field(
-        default=None, description="candidate, approved, rejected or archived."
+        default=None,
+        description=(
+            "candidate, approved, rejected or archived: the driftloop.dev/approval "
+            "annotation when set; else rejected when the evaluation gates failed or a "
+            "Deployment of the model refused it; else approved."
+        ),
     )
-    approval_reason: str | None = Field(default=None, max_length=1024)
+    approval_reason: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="SetByUser, GatesFailed, PromotionPolicy, RolloutFailed or GatesPassed.",
+    )
     artifact_verified: bool | None = Field(
-        default=None, description="Whether a model server has loaded it after checking its digest."
+        default=None,
+        description=(
+            "True once a Deployment has reported this version in "
+            "status.servingModelVersion: its pods, which check the artifact's digest "
+            "before loading it, became ready. Stays true."
+        ),
     )

@@ -26,7 +26,10 @@ class Estimator(ApiModel):
         default_factory=dict,
         max_length=32,
         json_schema_extra={"maxProperties": 32},
-        description="Constructor arguments, checked against the estimator's signature.",
+        description=(
+            "Constructor arguments, checked against the estimator's signature and "
+            "scikit-learn's parameter constraints."
+        ),
     )
 
 
@@ -46,7 +49,8 @@ class Evaluation(ApiModel):
         default_factory=dict,
         description=(
             "Gates: metric name -> minimum (maximum for mae/rmse). A model that "
-            "misses a gate is rejected."
+            "misses a gate (or whose gated metric is not computed) is registered, "
+            "but rejected."
         ),
     )
 
@@ -81,7 +85,10 @@ class TrainingRunTemplate(ApiModel):
     )
     image: str | None = Field(default=None, max_length=512, description="Runtime image override.")
     backoff_limit: int = Field(
-        default=1, ge=0, le=10, description="Retries of the training Job's pod."
+        default=1,
+        ge=0,
+        le=10,
+        description="Retries of the training Job's pod (none after an invalid-input failure).",
     )
     active_deadline_seconds: int = Field(
         default=3600, ge=1, le=7 * 24 * 3600, description="Deadline of the training Job."
