@@ -16,7 +16,7 @@ import pytest
 import requests
 
 import driftloop_contract as contract
-from driftloop_runtime import artifacts, store
+from driftloop_runtime import artifacts, data, store
 from driftloop_runtime.errors import RuntimeFailureError
 from driftloop_runtime.train import existing_result, run_profile, train
 from driftloop_testkit.runtime import (
@@ -47,8 +47,7 @@ def _request(source: str, out: str) -> contract.TrainRequest:
 
 
 def _objects(prefix: str) -> set[str]:
-    fs = store.filesystem()
-    return {p.rsplit("/", 1)[-1] for p in fs.ls(prefix.removeprefix("s3://"), refresh=True)}
+    return set(store.listdir(prefix))
 
 
 def _serve_env(s3: S3Server, uri: str, sha: str, scratch: Path) -> dict[str, str]:
@@ -185,3 +184,35 @@ def test_an_unknown_object_is_data_unavailable(s3_env: S3Server, s3_prefix: str)
     with pytest.raises(RuntimeFailureError) as failure:
         train(req)
     assert failure.value.reason == contract.REASON_DATA_UNAVAILABLE
+
+
+def test_refused_credentials(
+    s3_env: S3Server,
+    s3_prefix: str,
+    source: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Wrong keys: a store error for artifacts (a Job retries), DataUnavailable for a source."""
+    local = tmp_path / "iris.csv"
+    iris_frame().to_csv(local, index=False)
+    out = f"{s3_prefix}/models/iris/v1"
+    monkeypatch.setenv(contract.ENV_AWS_SECRET_ACCESS_KEY, "not-the-secret")
+    with pytest.raises(store.StoreError, match=r"^cannot read .*PermissionDenied"):
+        train(_request(str(local), out))
+    with pytest.raises(store.StoreError, match=r"^cannot write .*PermissionDenied"):
+        store.put_file(local, f"{s3_prefix}/data/other.csv")
+    with pytest.raises(RuntimeFailureError) as failure:
+        data.read_source_bytes(source)
+    assert failure.value.reason == contract.REASON_DATA_UNAVAILABLE
+    monkeypatch.setenv(contract.ENV_AWS_SECRET_ACCESS_KEY, s3_env.secret_key)
+    assert _objects(s3_prefix) == {"data"}  # nothing was written
+
+
+def test_read_limit_and_listing(s3_env: S3Server, s3_prefix: str, source: str) -> None:
+    raw = store.read_bytes(source)
+    assert store.read_bytes(source, limit=len(raw)) == raw
+    assert store.read_bytes(source, limit=10) == raw[:11]  # one past: the caller sees "too big"
+    assert store.listdir(s3_prefix) == ["data"]
+    assert store.listdir(f"{s3_prefix}/data/") == ["iris.csv"]
+    assert store.listdir(f"{s3_prefix}/absent") == []

@@ -24,7 +24,7 @@ MODEL_FORMAT: Final = "skops"
 # tool in the image (aws CLI, boto3) sees the same store.
 S3_SCHEME: Final = "s3://"
 #: Endpoint of an S3-compatible server (MinIO, Ceph RGW...); unset means AWS S3.
-#: The runtime passes it to s3fs explicitly (older botocore ignores this variable).
+#: The runtime passes it to its S3 client explicitly, with path-style addressing.
 ENV_S3_ENDPOINT: Final = "AWS_ENDPOINT_URL"
 ENV_AWS_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
 ENV_AWS_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"

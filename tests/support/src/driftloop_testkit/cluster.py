@@ -131,7 +131,7 @@ def _reachable(kubeconfig: str) -> bool:
     from kubernetes import client, config
 
     try:
-        api = config.new_client_from_config(config_file=kubeconfig)
+        api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call,unused-ignore]
         try:
             client.VersionApi(api).get_code(_request_timeout=5)
         finally:
@@ -198,7 +198,7 @@ def kubeconfig() -> str:
 def kube_api(kubeconfig: str) -> Iterator[Any]:
     from kubernetes import config
 
-    api = config.new_client_from_config(config_file=kubeconfig)
+    api = config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call,unused-ignore]
     yield api
     api.close()
 

@@ -170,8 +170,8 @@ def create_artifact_store(kube_api: Any, namespace: str) -> str | None:
     """
     from kubernetes import client
 
-    core = client.CoreV1Api(kube_api)
-    storage = client.StorageV1Api(kube_api)
+    core: Any = client.CoreV1Api(kube_api)  # Any: it takes plain dict bodies
+    storage: Any = client.StorageV1Api(kube_api)  # Any: it takes plain dict bodies
     default_class = any(
         (sc.metadata.annotations or {}).get("storageclass.kubernetes.io/is-default-class") == "true"
         for sc in storage.list_storage_class().items
@@ -224,8 +224,8 @@ def stage_file(kube_api: Any, namespace: str, image: str, path: str, text: str) 
     """Write ``text`` to ``/artifacts/<path>`` through a ConfigMap and a Job (any cluster)."""
     from kubernetes import client
 
-    core = client.CoreV1Api(kube_api)
-    batch = client.BatchV1Api(kube_api)
+    core: Any = client.CoreV1Api(kube_api)  # Any: it takes plain dict bodies
+    batch: Any = client.BatchV1Api(kube_api)  # Any: it takes plain dict bodies
     name = f"stage-{uuid.uuid4().hex[:8]}"
     core.create_namespaced_config_map(
         namespace, {"metadata": {"name": name}, "data": {"file": text}}
