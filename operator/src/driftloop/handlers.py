@@ -62,6 +62,9 @@ class Services:
 
 def register(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
     """Add driftloop's handlers to ``registry``."""
+    # A plain registry has none of kopf's implicit login handlers: log in the way the
+    # official client does (in-cluster service account, else the kubeconfig).
+    kopf.on.login(registry=registry)(kopf.login_via_client)
     kopf.on.startup(registry=registry)(configure)
     poll = config.poll_interval
     _register(registry, DATASET, reconcile_dataset, poll)

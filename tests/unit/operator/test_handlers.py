@@ -89,6 +89,8 @@ def test_registration_is_explicit_and_complete() -> None:
     }
     for kind in ("dataset", "trainingrun", "modelversion", "deployment"):
         assert {f"{kind}-create", f"{kind}-update", f"{kind}-resume", f"{kind}-poll"} <= ids
+    activities = {h.id for h in registry._activities.get_all_handlers()}
+    assert {"login_via_client", "configure"} <= activities  # no implicit login otherwise
     timers = {h.id: h.interval for h in registry._spawning.get_all_handlers()}
     assert timers["dataset-poll"] == 7.0
     assert timers["modelversion-poll"] == 42.0
