@@ -357,16 +357,38 @@ class PodProblem:
     message: str
 
 
+def _last_exit(status: Obj) -> Obj:
+    """The container's latest termination: now (between restarts), or the one before."""
+    state = status.get("state") or {}
+    return dict(state.get("terminated") or (status.get("lastState") or {}).get("terminated") or {})
+
+
+def _crash_looping(status: Obj, waiting_reason: str) -> bool:
+    """In CrashLoopBackOff, or restarted after failing and not ready (yet) again.
+
+    Between two back-offs the container runs, or has just exited, for a moment: still
+    the same crash loop, not a recovery (which is the container becoming ready).
+    """
+    if waiting_reason == "CrashLoopBackOff":
+        return True
+    if status.get("ready") or not int(status.get("restartCount") or 0):
+        return False
+    return int(_last_exit(status).get("exitCode") or 0) != 0
+
+
 def _container_problem(pod: str, status: Obj) -> PodProblem | None:
     waiting = (status.get("state") or {}).get("waiting") or {}
-    reason = _CONTAINER_WAITING.get(waiting.get("reason", ""))
+    waiting_reason = str(waiting.get("reason", ""))
+    reason = _CONTAINER_WAITING.get(waiting_reason)
+    if reason is None and _crash_looping(status, waiting_reason):
+        reason = CRASH_LOOPING
     if reason is None:
         return None
     container = status.get("name", "")
-    detail = str(waiting.get("message") or waiting["reason"])
+    detail = str(waiting.get("message") or waiting_reason)
     if reason == CRASH_LOOPING:
         # The back-off message counts seconds; the last exit says what went wrong.
-        last = (status.get("lastState") or {}).get("terminated") or {}
+        last = _last_exit(status)
         detail = f"restarting after exit code {last.get('exitCode', '?')}"
         if last.get("reason"):
             detail += f" ({last['reason']})"
@@ -383,8 +405,9 @@ def pod_problem(pods: Iterable[Obj]) -> PodProblem | None:
     Read from what the scheduler and the kubelet report in each pod's status: a
     ``PodScheduled=False`` condition with reason ``Unschedulable``, or a container
     waiting in ``ErrImagePull``/``ImagePullBackOff`` (or another pull error),
-    ``InvalidImageName``, ``CreateContainerConfigError`` or ``CrashLoopBackOff``.
-    Pods are taken in name order, so the same pods give the same answer.
+    ``InvalidImageName``, ``CreateContainerConfigError`` or ``CrashLoopBackOff`` (or,
+    between two back-offs, restarted after a failure and not ready).  Pods are taken
+    in name order, so the same pods give the same answer.
     """
     for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name", ""))):
         meta = pod.get("metadata") or {}

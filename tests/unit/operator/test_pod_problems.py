@@ -76,6 +76,22 @@ def running(name: str = "run-train-abcde") -> Obj:
     }
 
 
+def restarted(state: Obj, restarts: int, last_exit: int | None = 3, ready: bool = False) -> Obj:
+    """A predictor pod whose container restarted ``restarts`` times, now in ``state``."""
+    container: Obj = {"name": "server", "state": state, "ready": ready, "restartCount": restarts}
+    if last_exit is not None:
+        container["lastState"] = {"terminated": {"exitCode": last_exit, "reason": "Error"}}
+    return {
+        "metadata": {"name": "iris-predictor-x"},
+        "status": {"phase": "Running", "containerStatuses": [container]},
+    }
+
+
+CRASHED = PodProblem(
+    "CrashLooping", "pod iris-predictor-x: container server: restarting after exit code 3 (Error)"
+)
+
+
 def problem(reason: str, message: str, pod_name: str = "run-train-abcde") -> PodProblem:
     return PodProblem(reason, f"pod {pod_name}: {message}")
 
@@ -181,6 +197,31 @@ def problem(reason: str, message: str, pod_name: str = "run-train-abcde") -> Pod
             [pod(phase="Running", waiting=("CrashLoopBackOff", "back-off 10s"))],
             problem("CrashLooping", "container train: restarting after exit code ?"),
             id="crash loop without a last state",
+        ),
+        pytest.param(
+            [restarted({"running": {}}, 2)],
+            CRASHED,
+            id="between two back-offs, running: the same crash loop",
+        ),
+        pytest.param(
+            [restarted({"terminated": {"exitCode": 3, "reason": "Error"}}, 1, last_exit=None)],
+            CRASHED,
+            id="between two back-offs, just exited",
+        ),
+        pytest.param(
+            [restarted({"running": {}}, 2, ready=True)],
+            None,
+            id="restarted and ready: recovered",
+        ),
+        pytest.param(
+            [restarted({"running": {}}, 1, last_exit=0)],
+            None,
+            id="restarted after a clean exit",
+        ),
+        pytest.param(
+            [restarted({"terminated": {"exitCode": 1}}, 0, last_exit=None)],
+            None,
+            id="a Job's pod that failed once (never restarted)",
         ),
         pytest.param(
             [pod(init=True, waiting=("ErrImagePull", PULL_ERROR))],
