@@ -406,10 +406,17 @@ def pod_problem(pods: Iterable[Obj]) -> PodProblem | None:
     ``PodScheduled=False`` condition with reason ``Unschedulable``, or a container
     waiting in ``ErrImagePull``/``ImagePullBackOff`` (or another pull error),
     ``InvalidImageName``, ``CreateContainerConfigError`` or ``CrashLoopBackOff`` (or,
-    between two back-offs, restarted after a failure and not ready).  Pods are taken
-    in name order, so the same pods give the same answer.
+    between two back-offs, restarted after a failure and not ready).  The newest pod
+    speaks first (a Job's latest attempt, the predictor's latest template: an older
+    pod may linger with a problem already fixed), then by name, so the same pods give
+    the same answer.
     """
-    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name", ""))):
+
+    def field(pod: Obj, key: str) -> str:
+        return str((pod.get("metadata") or {}).get(key) or "")
+
+    by_name = sorted(pods, key=lambda p: field(p, "name"))
+    for pod in sorted(by_name, key=lambda p: field(p, "creationTimestamp"), reverse=True):
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
         if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):

@@ -65,6 +65,11 @@ def pod(
     return {"metadata": meta, "status": status}
 
 
+def created(obj: Obj, at: str) -> Obj:
+    obj["metadata"]["creationTimestamp"] = f"2026-11-30{at}"
+    return obj
+
+
 def running(name: str = "run-train-abcde") -> Obj:
     return {
         "metadata": {"name": name},
@@ -245,7 +250,16 @@ def problem(reason: str, message: str, pod_name: str = "run-train-abcde") -> Pod
                 pod("c-pod", waiting=("ErrImagePull", PULL_ERROR)),
             ],
             problem("PodUnschedulable", NO_CPU, "b-pod"),
-            id="the first stuck pod by name",
+            id="as old as each other: the first stuck pod by name",
+        ),
+        pytest.param(
+            [
+                created(pod("a-old", waiting=("ErrImagePull", PULL_ERROR)), "T10:00:00Z"),
+                created(pod("b-new", unschedulable=NO_CPU), "T10:05:00Z"),
+                created(pod("c-older", waiting=("ErrImagePull", PULL_ERROR)), "T09:00:00Z"),
+            ],
+            problem("PodUnschedulable", NO_CPU, "b-new"),
+            id="the newest pod first: an old template's pod may linger",
         ),
     ],
 )
