@@ -112,7 +112,8 @@ per-namespace Roles (watchNamespaces). One comment per rule says why it is neede
 - apiGroups: [batch]
   resources: [jobs]
   verbs: [get, list, create, delete]
-# Training results come back in the Job pod's termination message.
+# Training results come back in the Job pod's termination message; a pod that cannot
+# run (unschedulable, image pull, missing Secret key, crash loop) is reported in Ready.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list]
@@ -128,6 +129,10 @@ per-namespace Roles (watchNamespaces). One comment per rule says why it is neede
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
+# A Job whose pods the API server refuses (a quota) says so only in its FailedCreate event.
+- apiGroups: [""]
+  resources: [events]
+  verbs: [list]
 # Prometheus bearer-token and S3 credential Secrets a spec names; names are chosen by
 # users, so this cannot be narrowed with resourceNames (see docs/security.md).
 - apiGroups: [""]

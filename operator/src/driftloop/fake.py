@@ -150,6 +150,14 @@ class FakeKube:
     def list_pods(self, namespace: str, selector: str) -> builtins.list[Obj]:
         return self._list("v1", "Pod", namespace, selector)
 
+    def list_events(self, namespace: str, kind: str, name: str, uid: str) -> builtins.list[Obj]:
+        about = {"kind": kind, "name": name, "uid": uid}
+        return [
+            event
+            for event in self._list("v1", "Event", namespace, "")
+            if {k: (event.get("involvedObject") or {}).get(k) for k in about} == about
+        ]
+
     def get_deployment(self, namespace: str, name: str) -> Obj | None:
         return self._get("apps/v1", "Deployment", namespace, name)
 

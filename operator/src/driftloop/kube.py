@@ -75,6 +75,10 @@ class KubeClient(Protocol):
 
     def list_pods(self, namespace: str, selector: str) -> builtins.list[Obj]: ...
 
+    def list_events(self, namespace: str, kind: str, name: str, uid: str) -> builtins.list[Obj]:
+        """The core/v1 Events about one object (``involvedObject``): a Job's FailedCreate."""
+        ...
+
     def get_deployment(self, namespace: str, name: str) -> Obj | None: ...
 
     def pvc_exists(self, namespace: str, name: str) -> bool: ...
@@ -263,6 +267,12 @@ class Kube:
     def list_pods(self, namespace: str, selector: str) -> builtins.list[Obj]:
         pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
         return list(self._plain(pods).get("items", []))
+
+    def list_events(self, namespace: str, kind: str, name: str, uid: str) -> builtins.list[Obj]:
+        # The uid keeps out the events of a deleted namesake (events live an hour).
+        selector = f"involvedObject.kind={kind},involvedObject.name={name},involvedObject.uid={uid}"
+        events = self.core.list_namespaced_event(namespace, field_selector=selector)
+        return list(self._plain(events).get("items", []))
 
     def get_deployment(self, namespace: str, name: str) -> Obj | None:
         return self._read(self.apps.read_namespaced_deployment, name, namespace)

@@ -1,4 +1,4 @@
-"""Pure decisions: phases from Job status, version resolution, approval, promotion.
+"""Pure decisions: phases from Job status, pods that cannot run, versions, approval, promotion.
 
 Inputs are plain Kubernetes objects (dicts) or API models; outputs are small
 values.  Nothing here does I/O, so every branch has a unit test.
@@ -7,6 +7,7 @@ values.  Nothing here does I/O, so every branch has a unit test.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -288,3 +289,196 @@ def rollout_state(deployment: Obj | None, desired_replicas: int) -> RolloutState
         and available >= desired_replicas
     )
     return RolloutState(complete, ready, desired_replicas)
+
+
+# --------------------------------------------------------------------------- #
+# Pods that cannot run
+# --------------------------------------------------------------------------- #
+
+#: Ready reasons of an object whose Job or predictor pods cannot run (as cert-manager
+#: names its reasons): the pod is unschedulable (an unbound claim, too little CPU or
+#: memory, a node selector no node matches) ...
+POD_UNSCHEDULABLE = "PodUnschedulable"
+#: ... a ResourceQuota refuses the pod ...
+QUOTA_EXCEEDED = "QuotaExceeded"
+#: ... another admission check refuses it (a LimitRange, Pod Security, a webhook) ...
+POD_CREATION_FAILED = "PodCreationFailed"
+#: ... its image cannot be pulled (absent, no access, registry unreachable) ...
+IMAGE_PULL_FAILED = "ImagePullFailed"
+#: ... its image reference is malformed ...
+INVALID_IMAGE = "InvalidImage"
+#: ... a Secret or ConfigMap (or a key in it) that its environment names is missing ...
+CONFIG_ERROR = "ConfigError"
+#: ... or its container keeps exiting (restartPolicy Always: predictor pods only).
+CRASH_LOOPING = "CrashLooping"
+
+#: Of these, the reasons a fix outside the spec resolves (a claim that binds, a quota
+#: raised, an image pushed, a Secret created, an artifact repaired): kstatus
+#: "Reconciling", though some end in "Failed".  A malformed image reference
+#: (:data:`INVALID_IMAGE`) is not among them: only a spec change fixes it.
+POD_WAITING_REASONS = frozenset(
+    {
+        POD_UNSCHEDULABLE,
+        QUOTA_EXCEEDED,
+        POD_CREATION_FAILED,
+        IMAGE_PULL_FAILED,
+        CONFIG_ERROR,
+        CRASH_LOOPING,
+    }
+)
+
+#: The kubelet's ``state.waiting.reason`` of a container that cannot start, as a reason.
+_CONTAINER_WAITING = {
+    "ErrImagePull": IMAGE_PULL_FAILED,
+    "ImagePullBackOff": IMAGE_PULL_FAILED,
+    "ErrImageNeverPull": IMAGE_PULL_FAILED,
+    "RegistryUnavailable": IMAGE_PULL_FAILED,
+    "SignatureValidationFailed": IMAGE_PULL_FAILED,
+    "InvalidImageName": INVALID_IMAGE,
+    "CreateContainerConfigError": CONFIG_ERROR,
+    "CrashLoopBackOff": CRASH_LOOPING,
+}
+#: During the back-off between pulls the kubelet says ``Back-off pulling image "x"`` and
+#: appends the last pull's error: kept alone, the message stays the same between polls.
+_PULL_BACK_OFF = re.compile(
+    r'^Back-off pulling image "[^"]*": '
+    r"(?:ErrImagePull|RegistryUnavailable|SignatureValidationFailed): (?P<error>.+)$",
+    re.S,
+)
+#: A refused pod create names the pod, whose generated name changes with every attempt.
+_CREATE_REFUSED = re.compile(r'^(?:Error creating: )?pods "[^"]*" is forbidden: (?P<why>.+)$', re.S)
+
+
+@dataclass(frozen=True)
+class PodProblem:
+    """Why a workload's pods cannot run: a Ready reason and the pod's own message."""
+
+    reason: str
+    message: str
+
+
+def _last_exit(status: Obj) -> Obj:
+    """The container's latest termination: now (between restarts), or the one before."""
+    state = status.get("state") or {}
+    return dict(state.get("terminated") or (status.get("lastState") or {}).get("terminated") or {})
+
+
+def _crash_looping(status: Obj, waiting_reason: str) -> bool:
+    """In CrashLoopBackOff, or restarted after failing and not ready (yet) again.
+
+    Between two back-offs the container runs, or has just exited, for a moment: still
+    the same crash loop, not a recovery (which is the container becoming ready).
+    """
+    if waiting_reason == "CrashLoopBackOff":
+        return True
+    if status.get("ready") or not int(status.get("restartCount") or 0):
+        return False
+    return int(_last_exit(status).get("exitCode") or 0) != 0
+
+
+def _container_problem(pod: str, status: Obj) -> PodProblem | None:
+    waiting = (status.get("state") or {}).get("waiting") or {}
+    waiting_reason = str(waiting.get("reason", ""))
+    reason = _CONTAINER_WAITING.get(waiting_reason)
+    if reason is None and _crash_looping(status, waiting_reason):
+        reason = CRASH_LOOPING
+    if reason is None:
+        return None
+    container = status.get("name", "")
+    detail = str(waiting.get("message") or waiting_reason)
+    if reason == CRASH_LOOPING:
+        # The back-off message counts seconds; the last exit says what went wrong.
+        last = _last_exit(status)
+        detail = f"restarting after exit code {last.get('exitCode', '?')}"
+        if last.get("reason"):
+            detail += f" ({last['reason']})"
+        if last.get("message"):
+            detail += f": {str(last['message']).strip()}"
+    elif reason == IMAGE_PULL_FAILED and (match := _PULL_BACK_OFF.match(detail)):
+        detail = match["error"]
+    return PodProblem(reason, f"pod {pod}: container {container}: {detail}")
+
+
+def pod_problem(pods: Iterable[Obj]) -> PodProblem | None:
+    """Why one of ``pods`` cannot run, or None while they can (or have finished).
+
+    Read from what the scheduler and the kubelet report in each pod's status: a
+    ``PodScheduled=False`` condition with reason ``Unschedulable``, or a container
+    waiting in ``ErrImagePull``/``ImagePullBackOff`` (or another pull error),
+    ``InvalidImageName``, ``CreateContainerConfigError`` or ``CrashLoopBackOff`` (or,
+    between two back-offs, restarted after a failure and not ready).  The newest pod
+    speaks first (a Job's latest attempt, the predictor's latest template: an older
+    pod may linger with a problem already fixed), then by name, so the same pods give
+    the same answer.
+    """
+
+    def field(pod: Obj, key: str) -> str:
+        return str((pod.get("metadata") or {}).get(key) or "")
+
+    by_name = sorted(pods, key=lambda p: field(p, "name"))
+    for pod in sorted(by_name, key=lambda p: field(p, "creationTimestamp"), reverse=True):
+        meta = pod.get("metadata") or {}
+        status = pod.get("status") or {}
+        if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
+            continue
+        name = str(meta.get("name", ""))
+        for container in [
+            *(status.get("initContainerStatuses") or []),
+            *(status.get("containerStatuses") or []),
+        ]:
+            problem = _container_problem(name, container)
+            if problem is not None:
+                return problem
+        for condition in status.get("conditions") or []:
+            if (condition.get("type"), condition.get("status"), condition.get("reason")) == (
+                "PodScheduled",
+                "False",
+                "Unschedulable",
+            ):
+                return PodProblem(POD_UNSCHEDULABLE, f"pod {name}: {condition.get('message', '')}")
+    return None
+
+
+def _refused(message: str) -> PodProblem:
+    """A refused pod create: a quota, or another admission check."""
+    match = _CREATE_REFUSED.match(message)
+    why = match["why"] if match else message
+    reason = QUOTA_EXCEEDED if "exceeded quota" in why else POD_CREATION_FAILED
+    return PodProblem(reason, f"cannot create pods: {why}")
+
+
+def awaiting_pods(job: Obj, pods: Sequence[Obj]) -> bool:
+    """An unfinished Job with no pod: the Job controller may be failing to create one."""
+    return not pods and not int((job.get("status") or {}).get("active") or 0)
+
+
+def creation_failure(events: Iterable[Obj]) -> PodProblem | None:
+    """Why a Job's pods could not be created, from its newest ``FailedCreate`` event.
+
+    The Job controller reports a refused pod create (``exceeded quota``, a LimitRange,
+    Pod Security) only as a Warning event on the Job, ``Error creating: pods "x" is
+    forbidden: ...``; neither its status nor its conditions say so (Kubernetes 1.35).
+    """
+    failed = [e for e in events if e.get("reason") == "FailedCreate" and e.get("message")]
+    if not failed:
+        return None
+
+    def when(event: Obj) -> str:
+        meta = event.get("metadata") or {}
+        return str(
+            event.get("lastTimestamp") or event.get("eventTime") or meta.get("creationTimestamp")
+        )
+
+    return _refused(str(max(failed, key=when)["message"]))
+
+
+def replica_failure(deployment: Obj | None) -> PodProblem | None:
+    """Why an apps/v1 Deployment's pods could not be created: its ReplicaFailure condition.
+
+    The Deployment controller copies the ReplicaSet's ``FailedCreate`` (a quota, a
+    LimitRange, ...) into it, with the API server's message.
+    """
+    for condition in ((deployment or {}).get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "ReplicaFailure" and condition.get("status") == "True":
+            return _refused(str(condition.get("message") or condition.get("reason", "")))
+    return None

@@ -38,6 +38,7 @@ NAMESPACED_GRANTS = {
     *(("apps", "deployments", v) for v in ("get", "create", "patch")),
     *(("", "services", v) for v in ("get", "create")),
     *((g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")),
+    ("", "events", "list"),
     ("", "secrets", "get"),
     ("", "persistentvolumeclaims", "get"),
     *(("monitoring.coreos.com", "servicemonitors", v) for v in ("get", "create")),

@@ -128,3 +128,32 @@ def test_argocd_cm_scripts_run() -> None:
     obj = {"kind": "Dataset", "metadata": {"generation": 1}, "status": {"phase": "Failed"}}
     for script in data.values():
         assert run_health(script, obj)["status"] == "Degraded"
+
+
+def _stuck(reason: str, mirror: str) -> dict[str, Any]:
+    """A TrainingRun whose pod cannot run, as the operator reports it (no fixture yet)."""
+    conditions = [
+        {"type": "Ready", "status": "False", "reason": reason, "message": "pod x: ..."},
+        {"type": mirror, "status": "True", "reason": reason, "message": "pod x: ..."},
+    ]
+    return {
+        "kind": "TrainingRun",
+        "metadata": {"generation": 1},
+        "status": {"observedGeneration": 1, "phase": "Running", "conditions": conditions},
+    }
+
+
+@pytest.mark.parametrize(
+    ("reason", "mirror", "health"),
+    [
+        ("ImagePullFailed", "Reconciling", "Progressing"),
+        ("PodCreationFailed", "Reconciling", "Progressing"),
+        ("PodUnschedulable", "Reconciling", "Progressing"),
+        ("InvalidImage", "Stalled", "Degraded"),
+    ],
+)
+def test_a_pod_that_cannot_run_yet_is_progressing(reason: str, mirror: str, health: str) -> None:
+    """A waiting reason ending in "Failed" is not terminal: the operator mirrors it in
+    Reconciling; only a malformed image reference needs a spec change."""
+    hs = run_health(SCRIPT.read_text(), _stuck(reason, mirror))
+    assert hs == {"status": health, "message": f"{reason}: pod x: ..."}

@@ -54,6 +54,12 @@ def selector(owner: Owner) -> dict[str, str]:
     return {naming.LABEL_INSTANCE: owner.name, naming.LABEL_COMPONENT: "predictor"}
 
 
+def pods_selector(owner: Owner, version: int) -> str:
+    """Label selector of the predictor pods serving model version ``version``."""
+    labels = {**selector(owner), naming.LABEL_MODEL_VERSION: str(version)}
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
 def _probe(path: str, period: int, failures: int) -> Manifest:
     return {
         "httpGet": {"path": path, "port": contract.SERVING_PORT_NAME},

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from driftloop import conditions
+from driftloop import conditions, policies
 from driftloop.builders import Owner
 from driftloop.config import OperatorConfig
 from driftloop.kube import CrdCache, KubeClient
@@ -68,6 +68,7 @@ STALLED_REASONS = frozenset(
         "InvalidRequest",
         "ResultUnreadable",
         "DeadlineExceeded",
+        policies.INVALID_IMAGE,
     }
 )
 
@@ -110,7 +111,10 @@ class StatusWriter:
         if ready is None or ready["status"] == "True":
             return
         reason = ready["reason"]
-        stalled = terminal or reason in STALLED_REASONS or reason.endswith("Failed")
+        stalled = terminal or (
+            reason not in policies.POD_WAITING_REASONS
+            and (reason in STALLED_REASONS or reason.endswith("Failed"))
+        )
         previous = [dict(c) for c in self.current.get("conditions") or []]
         kind = "Stalled" if stalled else "Reconciling"
         mirrored = conditions.set_condition(

@@ -11,6 +11,7 @@ from driftloop import builders, conditions, naming, policies
 from driftloop.api import DatasetPhase, DatasetSpec, parse_duration
 
 from ._outcome import Context, Event, Obj, Outcome, StatusWriter, owner_of
+from ._pods import announce, job_problem
 
 HISTORY_LIMIT = 10
 
@@ -87,11 +88,20 @@ def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
     has_version = bool(previous.get("version")) and previous.get("observedGeneration") == generation
 
     if not outcome.finished:
-        if has_version:  # a refresh is running; the current version stays valid
+        if has_version:
+            # A refresh is running; the current version stays valid, and Ready says so
+            # even while the refresh's pod cannot run (its Job's deadline ends it).
             status.fields["phase"] = DatasetPhase.ready
             return status.outcome(events, DatasetPhase.ready)
         status.fields["phase"] = DatasetPhase.validating
-        status.ready(False, "Validating", f"Job {job_name} is validating and profiling the data")
+        problem = job_problem(ctx, job)
+        if problem is None:
+            status.ready(
+                False, "Validating", f"Job {job_name} is validating and profiling the data"
+            )
+        else:
+            status.ready(False, problem.reason, problem.message)
+            events.extend(announce(problem, conditions.get_condition(previous, conditions.READY)))
         return status.outcome(events, DatasetPhase.validating)
 
     pods = ctx.kube.list_pods(namespace, f"job-name={job_name}")

@@ -8,13 +8,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from driftloop import builders, naming, policies
+from driftloop import builders, conditions, naming, policies
 from driftloop.api import MODEL_VERSION, DeploymentSpec, parse_duration
 from driftloop.builders import Owner
 from driftloop.builders.common import spec_hash
 from driftloop.builders.serving import ServedVersion, service_url
 
 from ._outcome import Context, Event, Obj, Outcome, StatusWriter, owner_of
+from ._pods import announce, predictor_problem
 from .drift import evaluate_retraining
 
 SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
@@ -108,12 +109,17 @@ def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
         status.fields["rolloutStarted"] = None
         if rollout.complete:
             status.ready(True, "Serving", f"serving {served.name}")
+        elif problem := predictor_problem(ctx, owner, predictor, served.version):
+            status.ready(False, problem.reason, problem.message)
+            events.extend(announce(problem, conditions.get_condition(current, conditions.READY)))
         else:
             status.ready(
                 False, "Scaling", f"{rollout.ready_replicas}/{spec.replicas} replicas ready"
             )
     else:
-        _track_rollout(ctx, owner, spec, target, served, serving, rollout, status, events)
+        _track_rollout(
+            ctx, owner, spec, target, served, serving, predictor, rollout, status, events
+        )
 
     if spec.retraining is not None and spec.retraining.enabled:
         evaluate_retraining(ctx, body, spec, status, events)
@@ -173,6 +179,7 @@ def _track_rollout(
     target: Obj,
     served: ServedVersion,
     serving: Obj | None,
+    predictor: Obj | None,
     rollout: policies.RolloutState,
     status: StatusWriter,
     events: list[Event],
@@ -220,10 +227,18 @@ def _track_rollout(
             status.ready(False, policies.REJECTED_AFTER_ROLLOUT, message)
         return
     what = f"rolling out {served.name}: {rollout.ready_replicas}/{spec.replicas} ready"
+    problem = predictor_problem(ctx, owner, predictor, served.version)
+    # Nothing served yet: Ready tells why the first version's pods cannot run.  Else the
+    # old version still serves (Ready=True) and Promoted tells why the new one cannot.
+    summary = conditions.READY if serving is None else "Promoted"
+    if problem is not None:
+        events.extend(announce(problem, conditions.get_condition(current, summary)))
+        what = f"{what}; {problem.reason}: {problem.message}"
+    reason, message = (problem.reason, problem.message) if problem else ("RollingOut", what)
     if serving is None:
-        status.ready(False, "RollingOut", what)
+        status.ready(False, reason, message)
     else:
-        status.condition("Promoted", "Unknown", "RollingOut", what)
+        status.condition("Promoted", "Unknown", reason, message)
         status.ready(True, "Serving", f"serving version {current.get('servingVersion')}; {what}")
 
 

@@ -12,6 +12,7 @@ from driftloop.api import DATASET, MODEL_VERSION, DatasetSpec, TrainingRunPhase,
 from driftloop.builders import Owner
 
 from ._outcome import Context, Event, Obj, Outcome, RetryLaterError, StatusWriter, owner_of
+from ._pods import announce, job_problem
 
 TERMINAL = {TrainingRunPhase.succeeded, TrainingRunPhase.failed}
 #: Attempts at claiming a version number when runs of one model finish together.
@@ -53,7 +54,12 @@ def reconcile_training_run(ctx: Context, body: Obj) -> Outcome:
     outcome = policies.job_outcome(job)
     if not outcome.finished:
         status.fields["phase"] = TrainingRunPhase.running
-        status.ready(False, "Training", f"Job {job_name} is running")
+        problem = job_problem(ctx, job)
+        if problem is None:
+            status.ready(False, "Training", f"Job {job_name} is running")
+        else:
+            status.ready(False, problem.reason, problem.message)
+            events.extend(announce(problem, conditions.get_condition(previous, conditions.READY)))
         return status.outcome(events, TrainingRunPhase.running)
 
     status.fields["completionTime"] = job_status.get("completionTime")

@@ -16,7 +16,7 @@ from driftloop.api import API_VERSION, APPROVAL_ANNOTATION, DEPLOYMENT
 from driftloop.fake import FakeKube
 from driftloop.reconcilers import Outcome, reconcile_deployment
 
-from .harness import NOW, NS, Prometheus, reconcile, roll_out, status_of
+from .harness import NOW, NS, Prometheus, reconcile, roll_out, status_of, stuck_pod
 
 Obj = dict[str, Any]
 Change = Callable[[FakeKube], None]
@@ -128,6 +128,39 @@ def mark(name: str, approval: str) -> Change:
 def pods_not_ready(replicas: int = 1) -> Change:
     def change(kube: FakeKube) -> None:
         roll_out(kube, PREDICTOR, replicas, ready=False)
+
+    return change
+
+
+def predictor_pod(version: int, **problem: Any) -> Obj:
+    """A predictor pod of model version ``version`` that cannot run (see ``stuck_pod``)."""
+    labels = {
+        "app.kubernetes.io/instance": DEPLOYMENT_NAME,
+        "app.kubernetes.io/component": "predictor",
+        "driftloop.dev/model-version": str(version),
+    }
+    return stuck_pod(f"{PREDICTOR}-{version}-abcde", labels, container="server", **problem)
+
+
+def applied(kube: FakeKube) -> None:
+    """A first reconcile applied the predictor (its writes forgotten)."""
+    run(kube)
+    kube.writes.clear()
+
+
+def replica_failure(message: str) -> Change:
+    """The Deployment controller's ReplicaFailure: the API server refused a pod."""
+
+    def change(kube: FakeKube) -> None:
+        predictor = kube.get_deployment(NS, PREDICTOR)
+        assert predictor is not None, "the predictor was never applied"
+        condition = {
+            "type": "ReplicaFailure",
+            "status": "True",
+            "reason": "FailedCreate",
+            "message": f'pods "{PREDICTOR}-5f7c9-x2" is forbidden: {message}',
+        }
+        kube.update_status(predictor, conditions=[condition])
 
     return change
 

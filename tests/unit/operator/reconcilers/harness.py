@@ -208,6 +208,62 @@ def pod_of_job(job: str, container: str, message: Mapping[str, Any] | str | None
     }
 
 
+def stuck_pod(
+    name: str,
+    labels: Mapping[str, str],
+    *,
+    waiting: tuple[str, str] | None = None,
+    unschedulable: str | None = None,
+    exited: int | None = None,
+    container: str = "train",
+) -> Obj:
+    """A pod that cannot run: a container waiting for a reason (after exiting with
+    ``exited``), or unschedulable."""
+    status: Obj = {"phase": "Pending"}
+    if waiting is not None:
+        state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
+        container_status: Obj = {"name": container, "state": state}
+        if exited is not None:
+            status["phase"] = "Running"
+            container_status["lastState"] = {"terminated": {"exitCode": exited, "reason": "Error"}}
+        status["containerStatuses"] = [container_status]
+    if unschedulable is not None:
+        status["conditions"] = [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": unschedulable,
+            }
+        ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "labels": dict(labels)},
+        "status": status,
+    }
+
+
+def failed_create(job: Obj, message: str, *, uid: str | None = None) -> Obj:
+    """The Job controller's Warning event when the API server refused the Job's pod."""
+    name = job["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{name}.1", "namespace": NS},
+        "involvedObject": {
+            "kind": "Job",
+            "name": name,
+            "uid": uid or job["metadata"]["uid"],
+            "namespace": NS,
+        },
+        "type": "Warning",
+        "reason": "FailedCreate",
+        "message": f'Error creating: pods "{name}-x7k2p" is forbidden: {message}',
+        "lastTimestamp": text(NOW),
+    }
+
+
 def finish_job(
     kube: FakeKube,
     name: str,

@@ -18,7 +18,7 @@ from driftloop.fake import FakeKube
 from driftloop.reconcilers import Outcome
 from driftloop.reconcilers._outcome import owner_of
 
-from .harness import CONFIG, NOW, Obj, pod_of_job, text
+from .harness import CONFIG, NOW, Obj, pod_of_job, stuck_pod, text
 
 #: A Job's state as the Job controller reports it: running (no terminal condition),
 #: complete, or failed with one of the Job controller's reasons.
@@ -26,11 +26,18 @@ RUNNING = "running"
 COMPLETE = "complete"
 
 
+#: An unfinished Job none of whose pods exists: the API server refuses them, or they
+#: are not created yet.
+NO_PODS = "no pods"
+
+
 def job_status(state: str, *, completion: str | None = text(NOW)) -> Obj:
-    """``status`` of a Job: ``state`` is running, complete, or a Failed reason."""
+    """``status`` of a Job: ``state`` is running, without pods, complete, or a Failed reason."""
     status: Obj = {"startTime": text(NOW), "active": 1}
     if state == RUNNING:
         return status
+    if state == NO_PODS:
+        return {"startTime": text(NOW)}
     status.pop("active")
     if state == COMPLETE:
         status["conditions"] = [{"type": "Complete", "status": "True"}]
@@ -55,6 +62,7 @@ def profile_job(
     """The profile Job the Dataset reconciler makes, in ``state``."""
     spec = DatasetSpec.model_validate(ds["spec"])
     job = builders.profile_job(owner_of(ds), spec, generation, refresh, config)
+    job["metadata"]["uid"] = f"{job['metadata']['name']}-uid"
     job["status"] = job_status(state, completion=completion)
     return job
 
@@ -63,6 +71,7 @@ def training_job(run: Obj, ds: Obj, state: str, *, completion: str | None = text
     """The training Job the TrainingRun reconciler makes, in ``state``."""
     spec = TrainingRunSpec.model_validate(run["spec"])
     job = builders.training_job(owner_of(run), spec, DatasetSpec.model_validate(ds["spec"]), CONFIG)
+    job["metadata"]["uid"] = f"{job['metadata']['name']}-uid"
     job["status"] = job_status(state, completion=completion)
     return job
 
@@ -70,6 +79,13 @@ def training_job(run: Obj, ds: Obj, state: str, *, completion: str | None = text
 def pod(job: Obj, container: str, message: Mapping[str, Any] | str | None) -> Obj:
     """The Job's pod, terminated with ``message`` (a result dict, raw text or nothing)."""
     return pod_of_job(job["metadata"]["name"], container, message)
+
+
+def job_pod(job: Obj, **problem: Any) -> Obj:
+    """A pod of ``job`` that cannot run (see :func:`~.harness.stuck_pod`)."""
+    name = job["metadata"]["name"]
+    container = job["spec"]["template"]["spec"]["containers"][0]["name"]
+    return stuck_pod(f"{name}-abcde", {"job-name": name}, container=container, **problem)
 
 
 def events(outcome: Outcome) -> list[tuple[str, str, str]]:

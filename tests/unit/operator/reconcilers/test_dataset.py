@@ -27,6 +27,7 @@ from .harness import (
     Obj,
     artifact_store,
     dataset,
+    failed_create,
     finish_job,
     later,
     ready_condition,
@@ -36,7 +37,16 @@ from .harness import (
     text,
     writes,
 )
-from .seeds import COMPLETE, RUNNING, StaleJobCacheKube, events, pod, profile_job
+from .seeds import (
+    COMPLETE,
+    NO_PODS,
+    RUNNING,
+    StaleJobCacheKube,
+    events,
+    job_pod,
+    pod,
+    profile_job,
+)
 
 NEW_DIGEST = "sha256:" + "e" * 64
 S3 = OperatorConfig(
@@ -157,6 +167,36 @@ def stalled(reason: str) -> list[tuple[str, str, str]]:
     return [("Ready", "False", reason), ("Stalled", "True", reason)]
 
 
+def waiting(reason: str) -> list[tuple[str, str, str]]:
+    return [("Ready", "False", reason), ("Reconciling", "True", reason)]
+
+
+UNBOUND = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+NO_KEY = "couldn't find key AWS_SECRET_ACCESS_KEY in Secret ml/s3-creds"
+QUOTA = "exceeded quota: no-pods, requested: pods=1, used: pods=0, limited: pods=0"
+RUNNING_JOB = profile_job(IRIS, RUNNING)
+STUCK_POD = f"pod {PROFILE_G1}-abcde"
+
+
+def reported(reason: str) -> Obj:
+    """The Dataset as an earlier reconcile left it: Validating, Ready=False with ``reason``."""
+    obj = dataset()
+    obj["status"] = {
+        "observedGeneration": 1,
+        "phase": "Validating",
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": reason,
+                "message": "earlier",
+                "lastTransitionTime": EARLIER,
+            }
+        ],
+    }
+    return obj
+
+
 CASES = [
     # ---------------------------------------------------------------- spec
     Case(
@@ -259,6 +299,77 @@ CASES = [
     Case(
         "the refresh is running: nothing to write",
         [validated(V1, **HOURLY), PVC, profile_job(IRIS, RUNNING, refresh=1)],
+        validated_status(V1),
+        VALIDATED,
+        "",
+        [],
+    ),
+    # ---------------------------------------------------- pods that cannot run
+    Case(
+        "the profile pod cannot be scheduled (an unbound claim): PodUnschedulable, announced",
+        [IRIS, PVC, RUNNING_JOB, job_pod(RUNNING_JOB, unschedulable=UNBOUND)],
+        {"observedGeneration": 1, "phase": "Validating"},
+        waiting("PodUnschedulable"),
+        f"{STUCK_POD}: {UNBOUND}",
+        ["patch_status Dataset/iris"],
+        [("Warning", "PodUnschedulable", f"{STUCK_POD}: {UNBOUND}")],
+    ),
+    Case(
+        "S3 mode: the Secret lacks a key: ConfigError",
+        [
+            IRIS,
+            artifact_store("s3-creds"),
+            profile_job(IRIS, RUNNING, config=S3),
+            job_pod(
+                profile_job(IRIS, RUNNING, config=S3),
+                waiting=("CreateContainerConfigError", NO_KEY),
+            ),
+        ],
+        {"observedGeneration": 1, "phase": "Validating"},
+        waiting("ConfigError"),
+        f"{STUCK_POD}: container profile: {NO_KEY}",
+        ["patch_status Dataset/iris"],
+        [("Warning", "ConfigError", f"{STUCK_POD}: container profile: {NO_KEY}")],
+        config=S3,
+    ),
+    Case(
+        "a quota refuses the profile pod: QuotaExceeded",
+        [IRIS, PVC, profile_job(IRIS, NO_PODS), failed_create(profile_job(IRIS, NO_PODS), QUOTA)],
+        {"observedGeneration": 1, "phase": "Validating"},
+        waiting("QuotaExceeded"),
+        f"cannot create pods: {QUOTA}",
+        ["patch_status Dataset/iris"],
+        [("Warning", "QuotaExceeded", f"cannot create pods: {QUOTA}")],
+    ),
+    Case(
+        "a problem already reported is not announced again",
+        [
+            reported("PodUnschedulable"),
+            PVC,
+            RUNNING_JOB,
+            job_pod(RUNNING_JOB, unschedulable=UNBOUND),
+        ],
+        {"observedGeneration": 1, "phase": "Validating"},
+        waiting("PodUnschedulable"),
+        f"{STUCK_POD}: {UNBOUND}",
+        ["patch_status Dataset/iris"],
+    ),
+    Case(
+        "the pod recovered: Validating again",
+        [reported("PodUnschedulable"), PVC, RUNNING_JOB],
+        {"observedGeneration": 1, "phase": "Validating"},
+        VALIDATING,
+        "Job iris-profile-g1 is validating and profiling the data",
+        ["patch_status Dataset/iris"],
+    ),
+    Case(
+        "a refresh's pod cannot run: the current version stays Ready, status untouched",
+        [
+            validated(V1, **HOURLY),
+            PVC,
+            profile_job(IRIS, RUNNING, refresh=1),
+            job_pod(profile_job(IRIS, RUNNING, refresh=1), unschedulable=UNBOUND),
+        ],
         validated_status(V1),
         VALIDATED,
         "",

@@ -21,6 +21,7 @@ from .deploy_harness import (
     URL,
     Change,
     add,
+    applied,
     approve,
     conditions_of,
     crd,
@@ -31,6 +32,8 @@ from .deploy_harness import (
     message_of,
     nothing,
     pods_not_ready,
+    predictor_pod,
+    replica_failure,
     run,
     serve,
     set_status,
@@ -57,6 +60,13 @@ ROLLING = {**SERVING, "Promoted": ("Unknown", "RollingOut")}
 
 V2_POLICY = "version 2 accuracy=0.8 fails >= 0.9 - 0"
 V2_ROLLED_BACK = "iris-v2 not ready after 5m; rolling back to version 1"
+
+
+PULL_ERROR = 'failed to pull and unpack image "registry.invalid/nope:1": no such host'
+NO_CPU = "0/1 nodes are available: 1 Insufficient cpu."
+QUOTA = "exceeded quota: no-pods, requested: pods=1, used: pods=1, limited: pods=1"
+V1_POD = f"pod {PREDICTOR}-1-abcde"
+V2_CRASHING = f"pod {PREDICTOR}-2-abcde: container server: restarting after exit code 3 (Error)"
 
 
 def rejection(version: int, reason: str, message: str, at: datetime = NOW) -> Obj:
@@ -229,6 +239,45 @@ CASES = [
         writes=(APPLY, SERVICE, PATCH),
         phase="Pending",
     ),
+    Case(
+        "first rollout: the image cannot be pulled",
+        given=(dep(), mv(1), predictor_pod(1, waiting=("ErrImagePull", PULL_ERROR))),
+        conditions={
+            "Ready": ("False", "ImagePullFailed"),
+            "Reconciling": ("True", "ImagePullFailed"),
+            "ModelResolved": ("True", "Resolved"),
+        },
+        messages={"Ready": f"{V1_POD}: container server: {PULL_ERROR}"},
+        status={"desiredVersion": 1, "rolloutStarted": text(NOW), "readyReplicas": 0},
+        writes=(APPLY, SERVICE, PATCH),
+        events=(("Warning", "ImagePullFailed", f"{V1_POD}: container server: {PULL_ERROR}"),),
+        phase="Pending",
+    ),
+    Case(
+        "first rollout: a quota refuses the pods (the predictor's ReplicaFailure)",
+        given=(dep(), mv(1)),
+        then=steps(applied, replica_failure(QUOTA)),
+        conditions={
+            "Ready": ("False", "QuotaExceeded"),
+            "Reconciling": ("True", "QuotaExceeded"),
+            "ModelResolved": ("True", "Resolved"),
+        },
+        messages={"Ready": f"cannot create pods: {QUOTA}"},
+        writes=(PATCH,),
+        events=(("Warning", "QuotaExceeded", f"cannot create pods: {QUOTA}"),),
+        phase="Pending",
+    ),
+    Case(
+        "first rollout: another version's stuck pod is not this rollout's problem",
+        given=(dep(), mv(1), predictor_pod(2, waiting=("ErrImagePull", PULL_ERROR))),
+        conditions={
+            "Ready": ("False", "RollingOut"),
+            "Reconciling": ("True", "RollingOut"),
+            "ModelResolved": ("True", "Resolved"),
+        },
+        writes=(APPLY, SERVICE, PATCH),
+        phase="Pending",
+    ),
     # ------------------------------------------------------------------ serving
     Case(
         "serving, nothing changed: no write at all",
@@ -260,6 +309,21 @@ CASES = [
         writes=(PATCH,),
     ),
     Case(
+        "serving, a lost pod cannot be scheduled: PodUnschedulable",
+        given=(dep(), mv(1)),
+        serving=True,
+        then=steps(pods_not_ready(), add(predictor_pod(1, unschedulable=NO_CPU))),
+        conditions={
+            **SERVING,
+            "Ready": ("False", "PodUnschedulable"),
+            "Reconciling": ("True", "PodUnschedulable"),
+        },
+        messages={"Ready": f"{V1_POD}: {NO_CPU}"},
+        status={"servingVersion": 1, "readyReplicas": 0},
+        writes=(PATCH,),
+        events=(("Warning", "PodUnschedulable", f"{V1_POD}: {NO_CPU}"),),
+    ),
+    Case(
         "serving, scaled up: the predictor is applied again",
         given=(dep(), mv(1)),
         serving=True,
@@ -288,6 +352,24 @@ CASES = [
         status={"servingVersion": 1, "desiredVersion": 2, "rolloutStarted": text(NOW)},
         absent=("previousVersion", "rejectedVersions"),
         writes=(APPLY, PATCH),
+    ),
+    Case(
+        "better version whose pods crash: the old one serves, Promoted says why",
+        given=(dep(), mv(1)),
+        serving=True,
+        then=steps(
+            add(mv(2, 0.95)),
+            add(predictor_pod(2, waiting=("CrashLoopBackOff", "back-off 10s"), exited=3)),
+        ),
+        conditions={**ROLLING, "Promoted": ("Unknown", "CrashLooping")},
+        messages={
+            "Ready": "serving version 1; rolling out iris-v2: 1/1 ready; "
+            f"CrashLooping: {V2_CRASHING}",
+            "Promoted": V2_CRASHING,
+        },
+        status={"servingVersion": 1, "desiredVersion": 2, "rolloutStarted": text(NOW)},
+        writes=(APPLY, PATCH),
+        events=(("Warning", "CrashLooping", V2_CRASHING),),
     ),
     Case(
         "worse version: refused by the promotion policy",
@@ -647,3 +729,18 @@ def test_a_lifted_rollback_is_retried_and_rolled_back_again() -> None:
     assert status["rejectedVersions"] == [rejection(2, "RolloutFailed", V2_ROLLED_BACK, later(701))]
     assert events(failed) == [("Warning", "RolledBack", V2_ROLLED_BACK)]
     assert conditions_of(status)["Ready"] == ("True", "RolledBack")
+
+
+def test_a_crashing_rollout_is_announced_once_then_rolled_back() -> None:
+    kube = _serving_v1_then_v2()
+    kube.add(predictor_pod(2, waiting=("CrashLoopBackOff", "back-off 10s"), exited=3))
+
+    first = run(kube, now=NOW)
+    again = run(kube, now=later(60))
+
+    assert events(first) == [("Warning", "CrashLooping", V2_CRASHING)]
+    assert events(again) == []
+    assert writes(kube) == [APPLY, PATCH]  # nothing new to say the second time
+    rolled_back = run(kube, now=later(301))
+    assert events(rolled_back) == [("Warning", "RolledBack", V2_ROLLED_BACK)]
+    assert conditions_of(deployment_status(kube))["Ready"] == ("True", "RolledBack")

@@ -29,6 +29,7 @@ from .harness import (
     NOW,
     Obj,
     dataset,
+    failed_create,
     finish_job,
     model_version,
     reconcile,
@@ -40,11 +41,13 @@ from .harness import (
 )
 from .seeds import (
     COMPLETE,
+    NO_PODS,
     RUNNING,
     RacingRunKube,
     StaleJobCacheKube,
     StaleModelVersionListKube,
     events,
+    job_pod,
     pod,
     training_job,
 )
@@ -173,6 +176,43 @@ def succeeded_fields(mv: str) -> Obj:
 
 def stalled(reason: str) -> list[tuple[str, str, str]]:
     return [("Ready", "False", reason), ("Stalled", "True", reason)]
+
+
+def waiting(reason: str) -> list[tuple[str, str, str]]:
+    return [("Ready", "False", reason), ("Reconciling", "True", reason)]
+
+
+UNBOUND = "0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims."
+PULL_ERROR = 'failed to pull and unpack image "registry.invalid/nope:1": no such host'
+QUOTA = "exceeded quota: no-pods, requested: pods=1, used: pods=0, limited: pods=0"
+STUCK_POD = f"pod {JOB}-abcde"
+
+
+def stuck(name: str, reason: str, message: str, *given: Obj, run: Obj = RUN) -> Case:
+    """A run whose Job cannot run its pod: Running, Ready says why; announced once."""
+    announced = (run.get("status") or {}).get("conditions", [{}])[0].get("reason") != reason
+    return Case(
+        name,
+        [run, *given],
+        {**RUNNING_FIELDS, "startTime": text(NOW)},
+        stalled(reason) if reason == "InvalidImage" else waiting(reason),
+        message,
+        ["patch_status TrainingRun/iris-rf"],
+        [("Warning", reason, message)] if announced else [],
+        "Running",
+    )
+
+
+def reported(reason: str) -> Obj:
+    """The run as an earlier reconcile left it: Ready=False with ``reason``."""
+    condition = {
+        "type": "Ready",
+        "status": "False",
+        "reason": reason,
+        "message": "earlier",
+        "lastTransitionTime": text(NOW),
+    }
+    return with_status(RUN, phase="Running", jobName=JOB, conditions=[condition])
 
 
 def failure(reason: str, message: str, *given: Obj, completed: bool = False) -> Case:
@@ -319,6 +359,71 @@ CASES = [
         ["patch_status TrainingRun/iris-rf"],
         phase="Running",
         kube=lambda objects: StaleJobCacheKube(objects, now=text(NOW)),
+    ),
+    # ---------------------------------------------------- pods that cannot run
+    stuck(
+        "the pod cannot be scheduled: PodUnschedulable, with the scheduler's message",
+        "PodUnschedulable",
+        f"{STUCK_POD}: {UNBOUND}",
+        job(RUNNING),
+        job_pod(job(RUNNING), unschedulable=UNBOUND),
+    ),
+    stuck(
+        "the image cannot be pulled: ImagePullFailed waits (Reconciling, not Stalled)",
+        "ImagePullFailed",
+        f"{STUCK_POD}: container train: {PULL_ERROR}",
+        job(RUNNING),
+        job_pod(job(RUNNING), waiting=("ErrImagePull", PULL_ERROR)),
+    ),
+    stuck(
+        "a malformed image reference: InvalidImage stalls (only a new run fixes it)",
+        "InvalidImage",
+        f"{STUCK_POD}: container train: invalid reference format",
+        job(RUNNING),
+        job_pod(job(RUNNING), waiting=("InvalidImageName", "invalid reference format")),
+    ),
+    stuck(
+        "a missing Secret key: ConfigError",
+        "ConfigError",
+        f"{STUCK_POD}: container train: couldn't find key K in Secret ml/s",
+        job(RUNNING),
+        job_pod(
+            job(RUNNING),
+            waiting=("CreateContainerConfigError", "couldn't find key K in Secret ml/s"),
+        ),
+    ),
+    stuck(
+        "a quota refuses the pod: QuotaExceeded, from the Job controller's event",
+        "QuotaExceeded",
+        f"cannot create pods: {QUOTA}",
+        job(NO_PODS),
+        failed_create(job(NO_PODS), QUOTA),
+    ),
+    stuck(
+        "a problem already reported is not announced again",
+        "ImagePullFailed",
+        f"{STUCK_POD}: container train: {PULL_ERROR}",
+        job(RUNNING),
+        job_pod(job(RUNNING), waiting=("ImagePullBackOff", PULL_ERROR)),
+        run=reported("ImagePullFailed"),
+    ),
+    Case(
+        "the refused pod of a deleted namesake's Job does not count",
+        [RUN, job(NO_PODS), failed_create(job(NO_PODS), QUOTA, uid="old-job-uid")],
+        {**RUNNING_FIELDS, "startTime": text(NOW)},
+        TRAINING,
+        "Job iris-rf-train is running",
+        ["patch_status TrainingRun/iris-rf"],
+        phase="Running",
+    ),
+    Case(
+        "the pod recovered: Training again, quietly",
+        [reported("ImagePullFailed"), job(RUNNING)],
+        {**RUNNING_FIELDS, "startTime": text(NOW)},
+        TRAINING,
+        "Job iris-rf-train is running",
+        ["patch_status TrainingRun/iris-rf"],
+        phase="Running",
     ),
     # ------------------------------------------------------------- failure
     failure(
@@ -582,3 +687,41 @@ def test_claim_model_version_is_idempotent_per_run() -> None:
     second = claim_model_version(ctx, owner_of(RUN), spec, result, "img")
     assert first["metadata"]["name"] == second["metadata"]["name"] == "iris-v1"
     assert writes(kube) == ["create ModelVersion/iris-v1"]
+
+
+def test_a_stuck_pod_is_announced_once_and_cleared_when_it_runs() -> None:
+    """Reported within one poll, announced once, written once; gone once the pod runs."""
+    kube = seeded(RUN, job(RUNNING), job_pod(job(RUNNING), waiting=("ErrImagePull", PULL_ERROR)))
+    first = reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
+    # The kubelet backs off: another waiting reason, the same problem.
+    kube.update_status(
+        kube.stored("v1", "Pod", "ml", f"{JOB}-abcde"),
+        containerStatuses=[
+            {
+                "name": "train",
+                "state": {
+                    "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": f'Back-off pulling image "x": ErrImagePull: {PULL_ERROR}',
+                    }
+                },
+            }
+        ],
+    )
+    again = reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
+    assert [e.reason for e in first.events] == ["ImagePullFailed"]
+    assert again.events == []
+    assert writes(kube) == ["patch_status TrainingRun/iris-rf"]
+
+    kube.update_status(
+        kube.stored("v1", "Pod", "ml", f"{JOB}-abcde"),
+        phase="Running",
+        containerStatuses=[{"name": "train", "state": {"running": {}}}],
+    )
+    recovered = reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
+    status = status_of(kube, TRAINING_RUN, "iris-rf")
+    assert [(c["type"], c["reason"]) for c in status["conditions"]] == [
+        ("Ready", "Training"),
+        ("Reconciling", "Training"),
+    ]
+    assert recovered.events == []

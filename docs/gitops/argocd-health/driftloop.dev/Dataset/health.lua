@@ -5,11 +5,14 @@ local hs = { status = "Progressing", message = "Waiting for the driftloop operat
 
 -- Ready=False reasons the operator cannot get past without a change from you (the spec,
 -- the data, the image): the operator's STALLED_REASONS, plus any reason ending in
--- "Failed". Any other Ready=False reason is a step on the way. (The operator also mirrors
--- this in a Stalled condition, read first below; the list serves objects without it.)
+-- "Failed" that it does not mirror as waiting (Reconciling=True: ImagePullFailed,
+-- PodCreationFailed). Any other Ready=False reason is a step on the way. (The operator
+-- also mirrors this in a Stalled condition, read first below; the list serves objects
+-- without it.)
 local terminal = {
   DeadlineExceeded = true,
   InvalidHyperparameters = true,
+  InvalidImage = true,
   InvalidRequest = true,
   InvalidSpec = true,
   ResultUnreadable = true,
@@ -96,7 +99,11 @@ if ready.status == "True" then
   return hs
 end
 
-if ready.status == "False" and is_terminal(ready.reason) then
+-- A pod that cannot run yet (an image pull, a refused pod) is waiting, though its reason
+-- ends in "Failed": the operator says so in Reconciling=True.
+local reconciling = find_condition(status, "Reconciling")
+local waiting = reconciling ~= nil and reconciling.status == "True"
+if ready.status == "False" and not waiting and is_terminal(ready.reason) then
   hs.status = "Degraded"
 end
 hs.message = describe(ready)
