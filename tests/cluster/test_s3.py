@@ -46,9 +46,7 @@ def s3_operator(
         namespace,
         runtime_image,
         tmp_path_factory.mktemp("operator"),
-        DRIFTLOOP_ARTIFACT_S3_BUCKET=s3.bucket,
-        DRIFTLOOP_ARTIFACT_S3_ENDPOINT=s3.pod_endpoint,
-        DRIFTLOOP_ARTIFACT_S3_SECRET=S3_SECRET,
+        **s3.operator_env(),
     ) as proc:
         yield proc
 

@@ -34,6 +34,7 @@ from driftloop_testkit.driftloop import (
     OperatorProcess,
     condition,
     create_cr,
+    host_path_volume,
     running_operator,
     wait_cr,
 )
@@ -136,22 +137,13 @@ def unbound_claim(kubeconfig: str, kube_api: Any, namespace: str) -> Iterator[An
                 path.chmod(0o777)  # pods run as 65532; hostPath ignores fsGroup
             (data / "iris.csv").write_text(iris_csv())
         core.create_persistent_volume(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {
-                    "name": pv_name,
-                    "labels": {"app.kubernetes.io/part-of": "driftloop-tests"},
-                },
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": NO_CLASS,
-                    "hostPath": {"path": str(host_dir), "type": "DirectoryOrCreate"},
-                    "claimRef": {"namespace": namespace, "name": ARTIFACT_PVC},
-                },
-            }
+            host_path_volume(
+                pv_name,
+                host_dir,
+                namespace,
+                storage_class=NO_CLASS,
+                path_type="DirectoryOrCreate",
+            )
         )
         return staged
 
@@ -336,9 +328,7 @@ def test_a_missing_secret_key_is_reported_until_it_is_added(
         namespace,
         runtime_image,
         tmp_path_factory.mktemp("operator"),
-        DRIFTLOOP_ARTIFACT_S3_BUCKET=s3.bucket,
-        DRIFTLOOP_ARTIFACT_S3_ENDPOINT=s3.pod_endpoint,
-        DRIFTLOOP_ARTIFACT_S3_SECRET=S3_SECRET,
+        **s3.operator_env(),
     ):
         create_cr(custom, namespace, dataset_manifest("iris", source))
         stuck = wait_cr(custom, namespace, "Dataset", "iris", has_reason("ConfigError"), REPORTED)

@@ -189,26 +189,41 @@ def create_artifact_store(kube_api: Any, namespace: str) -> str | None:
         host_dir.chmod(0o777)  # pods run as 65532; hostPath ignores fsGroup
         pv_name = f"{namespace}-artifacts"
         core.create_persistent_volume(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolume",
-                "metadata": {
-                    "name": pv_name,
-                    "labels": {"app.kubernetes.io/part-of": "driftloop-tests"},
-                },
-                "spec": {
-                    "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
-                    "persistentVolumeReclaimPolicy": "Retain",
-                    "storageClassName": "",
-                    "hostPath": {"path": str(host_dir), "type": "Directory"},
-                    "claimRef": {"namespace": namespace, "name": ARTIFACT_PVC},
-                },
-            }
+            host_path_volume(
+                pv_name,
+                host_dir,
+                namespace,
+                access_modes=["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany"],
+            )
         )
         claim["spec"].update(storageClassName="", volumeName=pv_name)
     core.create_namespaced_persistent_volume_claim(namespace, claim)
     return pv_name
+
+
+def host_path_volume(
+    name: str,
+    host_dir: Path,
+    namespace: str,
+    *,
+    storage_class: str = "",
+    access_modes: list[str] | None = None,
+    path_type: str = "Directory",
+) -> dict[str, Any]:
+    """A PersistentVolume on the node's ``host_dir``, bound to ``namespace``'s artifact claim."""
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "driftloop-tests"}},
+        "spec": {
+            "capacity": {"storage": "1Gi"},
+            "accessModes": access_modes or ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": storage_class,
+            "hostPath": {"path": str(host_dir), "type": path_type},
+            "claimRef": {"namespace": namespace, "name": ARTIFACT_PVC},
+        },
+    }
 
 
 def delete_artifact_store(kube_api: Any, namespace: str, pv_name: str | None) -> None:

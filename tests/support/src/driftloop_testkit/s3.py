@@ -39,6 +39,14 @@ class S3Server:
             "AWS_SECRET_ACCESS_KEY": self.secret_key,
         }
 
+    def operator_env(self) -> dict[str, str]:
+        """The operator's S3 artifact mode on this server (credentials: the S3_SECRET Secret)."""
+        return {
+            "DRIFTLOOP_ARTIFACT_S3_BUCKET": self.bucket,
+            "DRIFTLOOP_ARTIFACT_S3_ENDPOINT": self.pod_endpoint,
+            "DRIFTLOOP_ARTIFACT_S3_SECRET": S3_SECRET,
+        }
+
 
 @pytest.fixture(scope="session")
 def s3() -> S3Server:
