@@ -362,7 +362,11 @@ def test_a_crash_looping_version_is_reported_next_to_the_serving_one(
         namespace,
         "Deployment",
         "iris",
-        {"model": {"name": "iris", "version": 9}, "promotion": {"rolloutDeadline": "60s"}},
+        # Pin version 9 (null drops the channel: a merge patch keeps unnamed fields).
+        {
+            "model": {"name": "iris", "version": 9, "channel": None},
+            "promotion": {"rolloutDeadline": "60s"},
+        },
     )
     rolling = wait_cr(
         custom,
