@@ -88,9 +88,15 @@ def _run_worker(app_factory: Any, sock: socket.socket, cfg: ServerConfig) -> Non
         h11_max_incomplete_event_size=cfg.max_request_bytes,
     )
     server = uvicorn.Server(config)
-    # uvicorn re-raises the captured signal after a graceful shutdown; make that a no-op.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    signal.signal(signal.SIGINT, lambda *_: None)
+
+    def request_exit(*_: Any) -> None:
+        server.should_exit = True
+
+    # Until uvicorn installs its own handlers a stop must still stop it (a no-op here
+    # lost a SIGTERM that came while the worker started); after its graceful shutdown
+    # uvicorn re-raises the signal it caught, which this makes harmless.
+    signal.signal(signal.SIGTERM, request_exit)
+    signal.signal(signal.SIGINT, request_exit)
     server.run(sockets=[sock])
 
 
@@ -204,12 +210,22 @@ def _supervise(factory: Any, sock: socket.socket, cfg: ServerConfig, prom_dir: s
     children: dict[int, int] = {}  # pid -> slot
     stopping = False
 
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+
     def spawn(slot: int) -> None:
+        # A child must never run the master's handler: a SIGTERM landing between fork
+        # and the worker's own handlers would be swallowed and the worker serve on
+        # while the master waits for it.  So the signals stay blocked across fork: the
+        # child restores the default action (terminate; nothing to drain yet) before
+        # unblocking, the parent unblocks once the child is in ``children``.
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
         pid = os.fork()
         if pid == 0:  # child
             code = 0
             try:
-                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                for signum in (*stop_signals, signal.SIGCHLD):
+                    signal.signal(signum, signal.SIG_DFL)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
                 _run_worker(factory, _worker_socket(sock, cfg), cfg)
             except BaseException:
                 log.exception("worker crashed")
@@ -218,6 +234,7 @@ def _supervise(factory: Any, sock: socket.socket, cfg: ServerConfig, prom_dir: s
                 logging.shutdown()
                 os._exit(code)
         children[pid] = slot
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
 
     def on_signal(signum: int, _frame: Any) -> None:
         nonlocal stopping

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -21,6 +23,7 @@ import driftloop_contract as contract
 from driftloop_runtime import artifacts
 from driftloop_testkit.runtime import (
     IRIS_FEATURES,
+    RUNTIME,
     Server,
     copy_model,
     run_serve_until_exit,
@@ -386,3 +389,56 @@ def test_untrusted_types_are_refused(iris_model: Path, tmp_path: Path) -> None:
     )
     with pytest.raises(artifacts.ArtifactError, match="untrusted types"):
         artifacts.load_model(bad / contract.MODEL_FILE)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.1, 0.2, 0.4])
+def test_a_stop_while_workers_start_is_not_lost(
+    delay: float, iris_model: Path, tmp_path: Path
+) -> None:
+    """SIGTERM around the moment the workers are forked, before they have their handlers.
+
+    A forked worker used to inherit the master's handler: the signal was swallowed there,
+    the worker served on, and the master waited for it forever. Whenever the signal lands,
+    the server must stop and leave no process behind (a master that has not installed its
+    handler yet simply dies of the signal, before any worker exists).
+    """
+    env = serve_env(iris_model, tmp_path, **{contract.ENV_WORKERS: "4"})
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [*RUNTIME, "serve"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # the group: the master and every worker it forks
+        )
+
+    def group_alive() -> bool:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    try:
+        deadline = time.monotonic() + 90
+        while "serving model" not in log.read_text():  # logged just before the forks
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.005)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)
+        # Bounds on a hang, not timing claims: a clean stop takes well under a second.
+        try:
+            code = proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("server did not stop after SIGTERM:\n" + log.read_text())
+        assert code in (0, -signal.SIGTERM), log.read_text()
+        deadline = time.monotonic() + 30
+        while group_alive():
+            assert time.monotonic() < deadline, "workers outlived the master:\n" + log.read_text()
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
