@@ -148,6 +148,12 @@ def run(
         kopf.event(
             cast(kopf.Body, body), type=event.type, reason=event.reason, message=event.message
         )
+    if outcome.requeue_after is not None:
+        # The status now records a step the next reconcile builds on (a TrainingRun's
+        # version claim): run again soon rather than at the next poll.
+        raise kopf.TemporaryError(
+            "the status records a step: reconciling again", delay=outcome.requeue_after
+        )
 
 
 def _register(

@@ -71,6 +71,16 @@ def test_a_conflict_is_retried_not_counted_ok(kube: FakeKube) -> None:
     assert _stored(kube)["status"]["approval"] == "archived"
 
 
+def test_a_requeue_is_asked_for_after_the_status_is_written(kube: FakeKube) -> None:
+    def claims(ctx: Context, body: Any) -> Outcome:
+        return Outcome(status={"approval": "rejected"}, requeue_after=1.0)
+
+    with pytest.raises(kopf.TemporaryError, match="reconciling again") as error:
+        handlers.run(MODEL_VERSION, claims, _stored(kube), _services(kube))
+    assert error.value.delay == 1.0
+    assert [(w.verb, w.body) for w in kube.writes] == [("patch_status", {"approval": "rejected"})]
+
+
 def test_reconcilers_get_a_private_copy(kube: FakeKube) -> None:
     def scribble(ctx: Context, body: Any) -> Outcome:
         body["status"]["approval"] = "scribbled"

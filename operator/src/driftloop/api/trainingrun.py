@@ -128,6 +128,15 @@ class TrainingRunStatus(StatusBase):
     model_version: str | None = Field(
         default=None, max_length=63, description="The ModelVersion produced."
     )
+    model_version_claim: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "The version number this run claims, recorded before it creates "
+            "`<model>-v<N>`: every later attempt (after a restart too) creates exactly "
+            "that name; when another run has it, the run claims the next number."
+        ),
+    )
     start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     failure_reason: str | None = Field(default=None, max_length=128)

@@ -37,6 +37,9 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     #: Metrics label: the object's phase after this reconcile.
     phase: str | None = None
+    #: Reconcile again after so many seconds, once the status is written (not waiting
+    #: for the next poll): the status records a step the next reconcile builds on.
+    requeue_after: float | None = None
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,12 @@ class StatusWriter:
         self._conditions.sort(key=lambda c: (c["type"] != conditions.READY, c["type"]))
 
     def outcome(
-        self, events: list[Event] | None = None, phase: str | None = None, *, terminal: bool = False
+        self,
+        events: list[Event] | None = None,
+        phase: str | None = None,
+        *,
+        terminal: bool = False,
+        requeue_after: float | None = None,
     ) -> Outcome:
         """``terminal``: the object never changes again, so a Ready=False is Stalled."""
         self._kstatus(terminal)
@@ -138,4 +146,5 @@ class StatusWriter:
             status={**self.fields, "conditions": self._conditions},
             events=events or [],
             phase=phase,
+            requeue_after=requeue_after,
         )

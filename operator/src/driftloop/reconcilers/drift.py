@@ -21,7 +21,9 @@ def evaluate_retraining(
     assert policy is not None
     name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
     current = status.current
-    runs = ctx.kube.list(TRAINING_RUN, namespace, f"{naming.LABEL_DEPLOYMENT}={name}")
+    runs: list[Obj] = list(
+        ctx.kube.list(TRAINING_RUN, namespace, f"{naming.LABEL_DEPLOYMENT}={name}")
+    )
     status.fields["retrainHistory"] = _history_with_outcomes(current, runs)
 
     address = policy.prometheus.address or ctx.config.prometheus_url
@@ -42,6 +44,7 @@ def evaluate_retraining(
     observations: list[dict[str, Any]] = []
     serving = status.fields.get("servingVersion", current.get("servingVersion"))
     errors: list[PrometheusError] = []
+    started = False
     for trigger in retraining.effective_triggers(policy.triggers, str(spec.monitoring.method)):
         before = previous.get(trigger.name)
         if not retraining.due(before, policy.interval, ctx.now):
@@ -58,7 +61,9 @@ def evaluate_retraining(
         reading = retraining.observe(trigger, value, before, ctx.now, ctx.now_text)
         observations.append(reading.observation)
         if reading.fires:
-            _retrain(ctx, body, spec, trigger.name, reading.observation, runs, status, events)
+            started |= _retrain(
+                ctx, body, spec, trigger.name, reading.observation, runs, status, events, started
+            )
     status.fields["drift"] = observations
     if errors:
         status.condition("DriftMonitoring", False, errors[0].reason, errors[0].message)
@@ -72,16 +77,25 @@ def _retrain(
     spec: DeploymentSpec,
     trigger: str,
     observation: dict[str, Any],
-    runs: Sequence[Obj],
+    runs: list[Obj],
     status: StatusWriter,
     events: list[Event],
-) -> None:
+    started: bool,
+) -> bool:
+    """Start this window's run of ``trigger`` if admitted; whether it was started now.
+
+    ``runs`` are the Deployment's runs, listed once per pass: a run this pass starts is
+    appended, so that a second trigger firing in the same pass is admitted against it
+    (cooldown, maxConcurrent).  ``started``: an earlier trigger of this pass started a
+    run, whose Retraining condition a refusal of this one does not replace.
+    """
     policy = spec.retraining
     assert policy is not None
     admission = retraining.admit(runs, policy.cooldown, policy.max_concurrent, ctx.now)
     if not admission.allowed:
-        status.condition("Retraining", False, admission.reason, admission.message)
-        return
+        if not started:
+            status.condition("Retraining", False, admission.reason, admission.message)
+        return False
     window = retraining.window(ctx.now, policy.cooldown)
     manifest = builders.retraining_run(
         owner_of(body), spec.model.name, policy.template, trigger, window
@@ -89,7 +103,8 @@ def _retrain(
     obj, created = ctx.kube.create(manifest)
     run_name = obj["metadata"]["name"]
     if not created:
-        return  # this window's run already exists: a retry, not a new trigger
+        return False  # this window's run already exists: a retry, not a new trigger
+    runs.append(obj)
     value = observation.get("value")
     message = (
         f"trigger {trigger}: value {value:.4g} beyond {observation['threshold']:g} since "
@@ -102,6 +117,7 @@ def _retrain(
     status.fields["retrainHistory"] = history
     status.condition("Retraining", True, "DriftDetected", message)
     events.append(Event("Normal", "RetrainingStarted", message))
+    return True
 
 
 def _history_with_outcomes(current: Obj, runs: Sequence[Obj]) -> list[dict[str, Any]]:

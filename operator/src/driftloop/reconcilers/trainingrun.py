@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import ValidationError
 
 import driftloop_contract as contract
@@ -11,12 +9,12 @@ from driftloop import builders, conditions, naming, policies
 from driftloop.api import DATASET, MODEL_VERSION, DatasetSpec, TrainingRunPhase, TrainingRunSpec
 from driftloop.builders import Owner
 
-from ._outcome import Context, Event, Obj, Outcome, RetryLaterError, StatusWriter, owner_of
+from ._outcome import Context, Event, Obj, Outcome, StatusWriter, owner_of
 from ._pods import announce, job_problem
 
 TERMINAL = {TrainingRunPhase.succeeded, TrainingRunPhase.failed}
-#: Attempts at claiming a version number when runs of one model finish together.
-_VERSION_CLAIM_ATTEMPTS = 20
+#: Seconds between writing a version claim and the reconcile that registers it.
+REQUEUE_SECONDS = 1.0
 
 
 def reconcile_training_run(ctx: Context, body: Obj) -> Outcome:
@@ -74,9 +72,18 @@ def reconcile_training_run(ctx: Context, body: Obj) -> Outcome:
 
     image = spec.image or ctx.config.runtime_image
     try:
-        mv = claim_model_version(ctx, owner, spec, result, image)
+        mv = register_model_version(
+            ctx, owner, spec, result, image, previous.get("modelVersionClaim")
+        )
     except ValueError as error:  # ok, but no valid ModelVersion in it: retrying cannot help
         return _failed(status, "ResultUnreadable", str(error), events)
+    if isinstance(mv, int):
+        # The claim goes into the run's own status first (conditioned on the version
+        # read): only a later reconcile, reading it back, creates that ModelVersion.
+        claimed = naming.model_version(spec.model, mv)
+        status.fields.update(phase=TrainingRunPhase.running, modelVersionClaim=mv)
+        status.ready(False, "Registering", f"claimed {claimed}; registering it")
+        return status.outcome(events, TrainingRunPhase.running, requeue_after=REQUEUE_SECONDS)
     mv_name = mv["metadata"]["name"]
     status.fields.update(
         phase=TrainingRunPhase.succeeded,
@@ -122,23 +129,39 @@ def _metrics_text(result: contract.TrainResult) -> str:
     return ", ".join(f"{k}={v:.4g}" for k, v in sorted(result.metrics.items()))
 
 
-def claim_model_version(
-    ctx: Context, run: Owner, spec: TrainingRunSpec, result: contract.TrainResult, image: str
-) -> dict[str, Any]:
-    """Register the run's ModelVersion exactly once, with the next free number.
+def register_model_version(
+    ctx: Context,
+    run: Owner,
+    spec: TrainingRunSpec,
+    result: contract.TrainResult,
+    image: str,
+    claim: int | None,
+) -> Obj | int:
+    """The run's ModelVersion once registered; else the number to claim first.
 
-    A restarted operator finds the one it made by the run's uid label.  Two runs
-    finishing together both try ``<model>-v<N>``: the API server lets one create
-    it, the other gets AlreadyExists and tries N+1.
+    Exactly once under any crash point: a number is first recorded in the run's own
+    status (``modelVersionClaim``, written conditioned on the resourceVersion read,
+    so of two racing reconciles one claim wins), and only a reconcile that read the
+    claim back creates ``<model>-v<claim>``.  Every attempt of a run, before and after
+    a restart, so targets one name: a create still in flight from a killed process
+    and the restarted one's cannot both succeed, and AlreadyExists with the run's own
+    uid label is success.  AlreadyExists of another run's version (runs finishing
+    together) yields the next number to claim.  Without a claim, a version carrying
+    the run's uid label (registered before claims existed) is the run's.
     """
-    mine = ctx.kube.list(MODEL_VERSION, run.namespace, f"{naming.LABEL_TRAINING_RUN_UID}={run.uid}")
-    if mine:
-        return dict(mine[0])
-    for _ in range(_VERSION_CLAIM_ATTEMPTS):
-        versions = ctx.kube.list(MODEL_VERSION, run.namespace, f"{naming.LABEL_MODEL}={spec.model}")
-        number = policies.next_version(versions)
-        obj, created = ctx.kube.create(builders.model_version(run, spec, result, number, image))
-        labels = obj["metadata"].get("labels") or {}
-        if created or labels.get(naming.LABEL_TRAINING_RUN_UID) == run.uid:
-            return obj
-    raise RetryLaterError("could not claim a model version number")
+    manifest = builders.model_version(run, spec, result, claim or 1, image)  # ValueError
+    if claim is not None:
+        obj, created = ctx.kube.create(manifest)
+        if created or _made_by(obj, run):
+            return dict(obj)
+    versions = ctx.kube.list(MODEL_VERSION, run.namespace, f"{naming.LABEL_MODEL}={spec.model}")
+    if claim is None:
+        mine = next((mv for mv in versions if _made_by(mv, run)), None)
+        return policies.next_version(versions) if mine is None else dict(mine)
+    # The list may not show yet the version that took the claim: never claim it again.
+    return max(policies.next_version(versions), claim + 1)
+
+
+def _made_by(mv: Obj, run: Owner) -> bool:
+    labels = mv["metadata"].get("labels") or {}
+    return bool(labels.get(naming.LABEL_TRAINING_RUN_UID) == run.uid)

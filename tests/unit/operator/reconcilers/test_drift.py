@@ -129,6 +129,28 @@ class Case:
     events: tuple[tuple[str, str, str], ...] = ()
 
 
+#: A second trigger with its own query, firing at once (``for: 0s``).
+TWO_TRIGGERS = [
+    {"name": "drift", "threshold": 0.1},
+    {"name": "errors", "query": "errors()", "threshold": 0.5, "for": "0s"},
+]
+TWO_FIRING = (
+    observation(0.3, since=later(-60)),
+    {
+        "trigger": "errors",
+        "value": 0.9,
+        "threshold": 0.5,
+        "time": text(NOW),
+        "firingSince": text(NOW),
+    },
+)
+#: The window index with ``cooldown: 0s`` (windows of one second).
+NOW_WINDOW = int(NOW.timestamp())
+ERRORS_FIRED = (
+    f"trigger errors: value 0.9 beyond 0.5 since {text(NOW)}; started TrainingRun iris-errors-"
+)
+
+
 FIRES = Case(
     "crossed for the `for` duration: a TrainingRun from the template",
     policy=retraining(),
@@ -370,6 +392,55 @@ CASES = [
         retrain_history=(record(RUN),),
         writes=(CREATE_RUN, PATCH),
         events=(("Normal", "RetrainingStarted", FIRED),),
+    ),
+    Case(
+        "two triggers fire in one pass: the run the first started is in flight for the second",
+        policy=retraining(triggers=TWO_TRIGGERS),
+        value=0.3,
+        by_query={"errors()": 0.9},
+        drift=(FIRING,),
+        queries=((ADDRESS, QUERY, None), (ADDRESS, "errors()", None)),
+        observations=TWO_FIRING,
+        retraining=("True", "DriftDetected", FIRED),
+        retrain_history=(record(RUN),),
+        writes=(CREATE_RUN, PATCH),
+        events=(("Normal", "RetrainingStarted", FIRED),),
+    ),
+    Case(
+        "two triggers fire in one pass, maxConcurrent 2: the first's run starts the cooldown",
+        policy=retraining(triggers=TWO_TRIGGERS, maxConcurrent=2),
+        value=0.3,
+        by_query={"errors()": 0.9},
+        drift=(FIRING,),
+        queries=((ADDRESS, QUERY, None), (ADDRESS, "errors()", None)),
+        observations=TWO_FIRING,
+        retraining=("True", "DriftDetected", FIRED),
+        retrain_history=(record(RUN),),
+        writes=(CREATE_RUN, PATCH),
+        events=(("Normal", "RetrainingStarted", FIRED),),
+    ),
+    Case(
+        "two triggers fire in one pass without a cooldown, maxConcurrent 2: two runs",
+        policy=retraining(triggers=TWO_TRIGGERS, maxConcurrent=2, cooldown="0s"),
+        value=0.3,
+        by_query={"errors()": 0.9},
+        drift=(FIRING,),
+        queries=((ADDRESS, QUERY, None), (ADDRESS, "errors()", None)),
+        observations=TWO_FIRING,
+        retraining=("True", "DriftDetected", f"{ERRORS_FIRED}{NOW_WINDOW}"),
+        retrain_history=(
+            {**record(f"iris-errors-{NOW_WINDOW}", value=0.9), "trigger": "errors"},
+            record(f"iris-drift-{NOW_WINDOW}"),
+        ),
+        writes=(
+            f"create TrainingRun/iris-drift-{NOW_WINDOW}",
+            f"create TrainingRun/iris-errors-{NOW_WINDOW}",
+            PATCH,
+        ),
+        events=(
+            ("Normal", "RetrainingStarted", f"{FIRED[: -len(RUN)]}iris-drift-{NOW_WINDOW}"),
+            ("Normal", "RetrainingStarted", f"{ERRORS_FIRED}{NOW_WINDOW}"),
+        ),
     ),
     Case(
         "this window's run exists (a retry after a lost status write): nothing new",

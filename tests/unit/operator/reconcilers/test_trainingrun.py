@@ -7,7 +7,9 @@ must produce.  A claimed ModelVersion is checked in the store as well.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import random
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,18 +17,20 @@ from typing import Any
 
 import pytest
 
-from driftloop.api import MODEL_VERSION, TRAINING_RUN, TrainingRunSpec
+from driftloop import builders
+from driftloop.api import API_VERSION, MODEL_VERSION, TRAINING_RUN, TrainingRunSpec
 from driftloop.fake import FakeKube
-from driftloop.kube import CrdCache
+from driftloop.kube import ConflictError, CrdCache
 from driftloop.policies import parse_train_result
-from driftloop.reconcilers import Context, RetryLaterError, reconcile_training_run
+from driftloop.reconcilers import Context, reconcile_training_run
 from driftloop.reconcilers._outcome import owner_of
-from driftloop.reconcilers.trainingrun import claim_model_version
+from driftloop.reconcilers.trainingrun import register_model_version
 
 from .harness import (
     CONFIG,
     DIGEST,
     NOW,
+    NS,
     Obj,
     dataset,
     failed_create,
@@ -43,6 +47,10 @@ from .seeds import (
     COMPLETE,
     NO_PODS,
     RUNNING,
+    ConcurrentReconcileKube,
+    CrashingKube,
+    InFlightCreateKube,
+    Killed,
     RacingRunKube,
     StaleJobCacheKube,
     StaleModelVersionListKube,
@@ -140,6 +148,8 @@ class Case:
     #: Names of the ModelVersions in the store afterwards (default: given + registered).
     versions: frozenset[str] | None = None
     kube: Callable[[list[Obj]], FakeKube] = lambda objects: seeded(*objects)
+    #: Seconds after which the reconcile asks to run again (a version claim).
+    requeue: float | None = None
 
 
 RUNNING_FIELDS = {"observedGeneration": 1, "jobName": JOB, "phase": "Running"}
@@ -229,20 +239,56 @@ def failure(reason: str, message: str, *given: Obj, completed: bool = False) -> 
     )
 
 
+def claimed(number: int, run: Obj = RUN) -> Obj:
+    """The run as the reconcile that claimed ``number`` left it."""
+    return with_status(run, phase="Running", jobName=JOB, modelVersionClaim=number)
+
+
+def claim(
+    name: str,
+    number: int,
+    *given: Obj,
+    run: Obj = RUN,
+    kube: Callable[[list[Obj]], FakeKube] | None = None,
+    versions: frozenset[str] | None = None,
+) -> Case:
+    """The Job succeeded: the run records the number it claims, and registers it next."""
+    return Case(
+        name,
+        [run, *given],
+        {
+            **FINISHED,
+            "completionTime": text(NOW),
+            "phase": "Running",
+            "modelVersionClaim": number,
+        },
+        waiting("Registering"),
+        f"claimed iris-v{number}; registering it",
+        ["patch_status TrainingRun/iris-rf"],
+        phase="Running",
+        versions=versions,
+        kube=kube or (lambda objects: seeded(*objects)),
+        requeue=1.0,
+    )
+
+
 def success(
     name: str,
     mv: str,
     *given: Obj,
     registered: Registered,
     message: str = "evaluation gates passed",
-    run: Obj = RUN,
+    run: Obj | None = None,
     kube: Callable[[list[Obj]], FakeKube] | None = None,
     versions: frozenset[str] | None = None,
 ) -> Case:
+    """The run registers ``mv``: the number it claimed (``run``: by default, claimed)."""
+    run = claimed(registered.version) if run is None else run
+    claim = (run.get("status") or {}).get("modelVersionClaim")
     return Case(
         name,
         [run, *given],
-        succeeded_fields(mv),
+        {**succeeded_fields(mv), **({"modelVersionClaim": claim} if claim else {})},
         SUCCEEDED,
         f"registered {mv}; {message}",
         [f"create ModelVersion/{mv}"] * registered.created + ["patch_status TrainingRun/iris-rf"],
@@ -496,9 +542,22 @@ CASES = [
         [("Warning", "ResultUnreadable", UNREGISTRABLE)],
         "Failed",
     ),
-    # ------------------------------------------------------------- success
+    # ----------------------------------------- success: claim a number, then register
+    claim(
+        "the Job succeeded: the run claims iris-v1 in its own status, creating nothing yet",
+        1,
+        *finished(COMPLETE, trained()),
+    ),
+    claim(
+        "the claim: the next number after the model's own versions; other models don't count",
+        3,
+        *finished(COMPLETE, trained()),
+        other_run_version(1),
+        other_run_version(2),
+        other_run_version(7, model="wine"),
+    ),
     success(
-        "the Job succeeded: the first version of the model is registered",
+        "claimed: the claimed version is registered",
         "iris-v1",
         *finished(COMPLETE, trained()),
         registered=Registered("iris-v1", 1),
@@ -517,44 +576,53 @@ CASES = [
         registered=Registered("iris-v1", 1),
     ),
     success(
-        "the next number after the model's own versions; other models don't count",
-        "iris-v3",
-        *finished(COMPLETE, trained()),
-        other_run_version(1),
-        other_run_version(2),
-        other_run_version(7, model="wine"),
-        registered=Registered("iris-v3", 3),
-    ),
-    success(
         "the run's image override is the lineage's image",
         "iris-v1",
         *finished(COMPLETE, trained()),
-        run={**RUN, "spec": {**RUN["spec"], "image": "driftloop/runtime:custom"}},
+        run=claimed(1, {**RUN, "spec": {**RUN["spec"], "image": "driftloop/runtime:custom"}}),
         registered=Registered("iris-v1", 1, image="driftloop/runtime:custom"),
     ),
     success(
-        "restart: the version this run registered is found by its uid label",
+        "restart: the claimed version exists, made by this run (a create that landed late)",
+        "iris-v2",
+        *finished(COMPLETE, trained()),
+        other_run_version(1),
+        model_version(2, run_uid="iris-rf-uid"),
+        run=claimed(2),
+        registered=Registered("iris-v2", 2, created=False),
+    ),
+    success(
+        "upgrade: a version registered before claims existed is found by the run's uid label",
         "iris-v4",
         *finished(COMPLETE, trained()),
         other_run_version(5),
         model_version(4, run_uid="iris-rf-uid"),
+        run=RUN,
         registered=Registered("iris-v4", 4, created=False),
     ),
-    success(
-        "restart with a lagging list: the create finds this run's own version",
-        "iris-v1",
+    claim(
+        "the claimed number went to another run: the next free number is claimed",
+        3,
         *finished(COMPLETE, trained()),
-        model_version(1, run_uid="iris-rf-uid"),
-        registered=Registered("iris-v1", 1, created=False),
+        other_run_version(1),
+        other_run_version(2),
+        run=claimed(2),
+    ),
+    claim(
+        "taken, and the list lags behind: never the taken number again",
+        2,
+        *finished(COMPLETE, trained()),
+        other_run_version(1),
+        run=claimed(1),
         kube=lambda objects: StaleModelVersionListKube(objects, now=text(NOW)),
     ),
-    success(
-        "race: another run takes iris-v1 first, so this one takes iris-v2",
-        "iris-v2",
+    claim(
+        "race: another run takes iris-v1 just before this one creates it: iris-v2 next",
+        2,
         *finished(COMPLETE, trained()),
-        registered=Registered("iris-v2", 2),
+        run=claimed(1),
         kube=lambda objects: RacingRunKube(objects, claim=other_run_version(1)),
-        versions=frozenset({"iris-v1", "iris-v2"}),
+        versions=frozenset({"iris-v1"}),
     ),
 ]
 
@@ -575,6 +643,7 @@ def test_reconcile_training_run(case: Case) -> None:
     status = status_of(kube, TRAINING_RUN, "iris-rf")
     assert writes(kube) == list(case.writes)
     assert outcome.phase == case.phase
+    assert outcome.requeue_after == case.requeue
     versions = {o["metadata"]["name"] for o in case.given if o["kind"] == "ModelVersion"}
     if case.registered:
         versions.add(case.registered.name)
@@ -639,6 +708,8 @@ def test_lifecycle_from_pending_to_registered_and_frozen() -> None:
     created = reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
     assert [e.reason for e in created.events] == ["JobCreated"]
     finish_job(kube, JOB, "train", trained())
+    claimed = reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
+    assert (claimed.phase, claimed.events, claimed.requeue_after) == ("Running", [], 1.0)
     done = reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
     assert [e.reason for e in done.events] == ["Trained"]
     kube.add(other_run_version(1))  # would be a conflict, were the run not frozen
@@ -648,45 +719,47 @@ def test_lifecycle_from_pending_to_registered_and_frozen() -> None:
         "patch_status TrainingRun/iris-rf",
         "create Job/iris-rf-train",
         "patch_status TrainingRun/iris-rf",
+        "patch_status TrainingRun/iris-rf",  # the claim of iris-v1
         "create ModelVersion/iris-v1",
         "patch_status TrainingRun/iris-rf",
     ]
 
 
-class CountingStaleKube(StaleModelVersionListKube):
-    """Lists lag forever and every number is taken: counts the claims tried."""
-
-    attempts = 0
-
-    def create(self, manifest: Obj) -> tuple[Obj, bool]:
-        if manifest["kind"] == "ModelVersion":
-            self.attempts += 1
-        return super().create(manifest)
-
-
-def test_a_claim_that_keeps_colliding_retries_later_and_writes_nothing() -> None:
-    kube = CountingStaleKube(
-        [RUN, *finished(COMPLETE, trained()), other_run_version(1)], now=text(NOW)
+def test_a_claim_that_keeps_colliding_moves_on_one_number_per_reconcile() -> None:
+    """Lists lag forever and iris-v1..v3 belong to other runs: each collision claims the
+    next number (in status, creating nothing), until the run's own create succeeds."""
+    kube = StaleModelVersionListKube(
+        [RUN, *finished(COMPLETE, trained()), *(other_run_version(n) for n in (1, 2, 3))],
+        now=text(NOW),
     )
-    with pytest.raises(RetryLaterError, match="could not claim a model version number") as error:
+    claims = []
+    for _ in range(5):
         reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
-    assert error.value.delay == 1.0
-    assert kube.attempts == 20
-    assert writes(kube) == []
-    assert status_of(kube, TRAINING_RUN, "iris-rf") == {}
+        claims.append(status_of(kube, TRAINING_RUN, "iris-rf")["modelVersionClaim"])
+    assert claims == [1, 2, 3, 4, 4]
+    assert status_of(kube, TRAINING_RUN, "iris-rf")["modelVersion"] == "iris-v4"
+    assert writes(kube) == ["patch_status TrainingRun/iris-rf"] * 4 + [
+        "create ModelVersion/iris-v4",
+        "patch_status TrainingRun/iris-rf",
+    ]
 
 
-def test_claim_model_version_is_idempotent_per_run() -> None:
-    """Called twice for one run (a retried handler), it registers one version."""
+def test_register_model_version_is_idempotent_per_claim() -> None:
+    """Called twice with one claim (a retried handler), it registers one version;
+    without a claim it only names the number to claim."""
     kube = seeded(RUN)
     ctx = Context(kube, CONFIG, NOW, CrdCache(kube))
     spec = TrainingRunSpec.model_validate(RUN["spec"])
     result = parse_train_result(json.dumps(trained()))
     assert result is not None
-    first = claim_model_version(ctx, owner_of(RUN), spec, result, "img")
-    second = claim_model_version(ctx, owner_of(RUN), spec, result, "img")
+    assert register_model_version(ctx, owner_of(RUN), spec, result, "img", None) == 1
+    first = register_model_version(ctx, owner_of(RUN), spec, result, "img", 1)
+    second = register_model_version(ctx, owner_of(RUN), spec, result, "img", 1)
+    assert isinstance(first, dict)
+    assert isinstance(second, dict)
     assert first["metadata"]["name"] == second["metadata"]["name"] == "iris-v1"
     assert writes(kube) == ["create ModelVersion/iris-v1"]
+    assert register_model_version(ctx, owner_of(RUN), spec, result, "img", None) == first
 
 
 def test_a_stuck_pod_is_announced_once_and_cleared_when_it_runs() -> None:
@@ -725,3 +798,133 @@ def test_a_stuck_pod_is_announced_once_and_cleared_when_it_runs() -> None:
         ("Reconciling", "Training"),
     ]
     assert recovered.events == []
+
+
+# ------------------------------------------------ registration under SIGKILL
+
+RUN_B = training_run("iris-gb")
+TERMINAL_PHASES = ("Succeeded", "Failed")
+
+
+def _phase(kube: FakeKube, name: str) -> str | None:
+    stored = kube.stored(API_VERSION, "TrainingRun", NS, name)
+    return (stored.get("status") or {}).get("phase")  # type: ignore[no-any-return]
+
+
+def _drive(kube: FakeKube, names: Sequence[str], rounds: int = 12) -> None:
+    """Reconcile the runs in turn until each is terminal.
+
+    A reconcile the operator was killed in, or whose status write met a newer
+    object, runs again: kopf resumes every object after a restart, and retries
+    after a conflict.
+    """
+    for _ in range(rounds):
+        pending = [name for name in names if _phase(kube, name) not in TERMINAL_PHASES]
+        if not pending:
+            return
+        for name in pending:
+            with contextlib.suppress(Killed, ConflictError):
+                reconcile(reconcile_training_run, kube, TRAINING_RUN, name)
+
+
+def _assert_registered_once(kube: FakeKube, names: Sequence[str], numbers: int) -> None:
+    """Each run Succeeded and points at the one ModelVersion labelled with its uid;
+    the model's versions are 1..``numbers``, without gaps."""
+    versions = kube.of_kind("ModelVersion")
+    for name in names:
+        run = kube.stored(API_VERSION, "TrainingRun", NS, name)
+        mine = [
+            mv["metadata"]["name"]
+            for mv in versions
+            if mv["metadata"]["labels"].get("driftloop.dev/training-run-uid")
+            == run["metadata"]["uid"]
+        ]
+        assert _phase(kube, name) == "Succeeded"
+        assert mine == [run["status"]["modelVersion"]], f"{name} registered {mine}"
+    assert sorted(mv["spec"]["version"] for mv in versions) == list(range(1, numbers + 1))
+
+
+def test_a_create_still_in_flight_from_a_killed_operator_is_not_registered_twice() -> None:
+    """The observed duplicate: the killed operator's create of iris-v1 lands just after
+    the restarted one looked for the run's version and before it counted the model's."""
+    claimed = with_status(RUN, phase="Running", jobName=JOB, modelVersionClaim=1)
+    result = parse_train_result(json.dumps(trained()))
+    assert result is not None
+    spec = TrainingRunSpec.model_validate(RUN["spec"])
+    late = builders.model_version(owner_of(RUN), spec, result, 1, CONFIG.runtime_image)
+    kube = InFlightCreateKube([claimed, *finished(COMPLETE, trained())], late)
+
+    _drive(kube, ["iris-rf"])
+
+    assert [mv["metadata"]["name"] for mv in kube.of_kind("ModelVersion")] == ["iris-v1"]
+    assert status_of(kube, TRAINING_RUN, "iris-rf")["modelVersion"] == "iris-v1"
+
+
+@pytest.mark.parametrize("claim", [None, 1], ids=["unclaimed", "claimed"])
+def test_two_reconciles_of_one_run_racing_in_one_process_register_once(claim: int | None) -> None:
+    """A timer and an update handler of one run overlap: the other reconcile runs whole
+    between this one's first list of ModelVersions and what it does next."""
+    run = RUN if claim is None else claimed(claim)
+
+    def other(kube: FakeKube) -> None:
+        reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
+
+    kube = ConcurrentReconcileKube([run, *finished(COMPLETE, trained())], other)
+    with contextlib.suppress(ConflictError):  # kopf retries
+        reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
+    _drive(kube, ["iris-rf"])
+    _assert_registered_once(kube, ["iris-rf"], 1)
+
+
+def _world(*runs: Obj) -> list[Obj]:
+    """Runs of ``iris`` whose Jobs succeeded, and iris-v1 of another run."""
+    return [obj for run in runs for obj in (run, *finished(COMPLETE, trained(), run=run))] + [
+        other_run_version(1)
+    ]
+
+
+def _calls(*runs: Obj) -> int:
+    """How many calls the runs' reconciles make when nothing is killed."""
+    kube = CrashingKube(_world(*runs), kills=(), lands_after=None)
+    _drive(kube, [r["metadata"]["name"] for r in runs])
+    _assert_registered_once(kube, [r["metadata"]["name"] for r in runs], 1 + len(runs))
+    return kube.calls
+
+
+#: Where a write sent by the killed process ends up: lost, or applied after so many
+#: calls of the restarted one.
+LANDINGS = [None, 0, 1, 2, 3, 4, 5, 6, 8, 12]
+
+
+@pytest.mark.parametrize("lands_after", LANDINGS, ids=[f"lands-after-{n}" for n in LANDINGS])
+@pytest.mark.parametrize("runs", [(RUN,), (RUN, RUN_B)], ids=["one-run", "two-runs"])
+def test_registration_is_exactly_once_whichever_call_the_operator_dies_in(
+    runs: tuple[Obj, ...], lands_after: int | None
+) -> None:
+    names = [r["metadata"]["name"] for r in runs]
+    for kill in range(_calls(*runs) + 2):
+        kube = CrashingKube(_world(*runs), kills={kill}, lands_after=lands_after)
+        _drive(kube, names)
+        kube.land()  # what is still in flight arrives, however late
+        try:
+            _assert_registered_once(kube, names, 1 + len(runs))
+        except AssertionError as error:
+            raise AssertionError(f"killed during call {kill}: {error}") from error
+
+
+def test_registration_is_exactly_once_under_repeated_kills() -> None:
+    """Seeded schedules of several SIGKILLs while two runs of one model finish."""
+    rng = random.Random(11)
+    names = ["iris-rf", "iris-gb"]
+    horizon = _calls(RUN, RUN_B) + 10
+    for attempt in range(300):
+        kills = set(rng.sample(range(horizon), rng.randint(1, 4)))
+        lands_after = rng.choice(LANDINGS)
+        kube = CrashingKube(_world(RUN, RUN_B), kills=kills, lands_after=lands_after)
+        _drive(kube, names, rounds=20)
+        kube.land()
+        try:
+            _assert_registered_once(kube, names, 3)
+        except AssertionError as error:
+            schedule = f"schedule {attempt}: kills {sorted(kills)}, lands after {lands_after}"
+            raise AssertionError(f"{schedule}: {error}") from error
