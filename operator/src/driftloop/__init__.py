@@ -6,6 +6,7 @@ Layers (each imports only the ones before it):
   from them (:mod:`driftloop.codegen`, development tooling the operator never imports).
 * :mod:`driftloop.builders` / :mod:`driftloop.policies` - pure functions: desired
   child objects and decisions.
+* :mod:`driftloop.client` - the KubeClient protocol the reconcilers see.
 * :mod:`driftloop.kube` - the one thin layer that talks to the Kubernetes API.
 * :mod:`driftloop.handlers` - kopf handlers wiring the above together.
 """

@@ -1,9 +1,9 @@
-"""An in-memory :class:`~driftloop.kube.KubeClient` for fast reconciler tests.
+"""An in-memory :class:`~driftloop.client.KubeClient` for fast reconciler tests.
 
 Like controller-runtime's fake client: objects live in a dict, every write bumps
 one resourceVersion counter, creates of an existing name return the existing
 object (the operator's idempotent create), conditioned status writes with a stale
-resourceVersion raise :class:`~driftloop.kube.ConflictError`, and every write is
+resourceVersion raise :class:`~driftloop.client.ConflictError`, and every write is
 recorded so a test can assert exactly what a reconcile did.  No controller runs:
 a test moves Jobs, pods and Deployments along by editing their status itself.
 """
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftloop.api import API_VERSION, KindInfo
+from driftloop.client import ConflictError, Obj
 from driftloop.conditions import now_rfc3339
-from driftloop.kube import ConflictError, Obj
 
 Key = tuple[str, str, str, str]  # (apiVersion, kind, namespace, name)
 

@@ -33,8 +33,8 @@ from driftloop.api import (
     VERSION,
     KindInfo,
 )
+from driftloop.client import ConflictError, CrdCache, KubeClient
 from driftloop.config import OperatorConfig
-from driftloop.kube import ConflictError, CrdCache, KubeClient
 from driftloop.reconcilers import (
     Context,
     Reconciler,

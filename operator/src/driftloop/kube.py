@@ -9,118 +9,33 @@ from __future__ import annotations
 import base64
 import builtins
 import logging
-import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from driftloop.api import API_VERSION, GROUP, VERSION, KindInfo
+from driftloop.client import ConflictError, CrdCache, KubeClient, Obj
 
-Obj = dict[str, Any]
+__all__ = ["ConflictError", "CrdCache", "Kube", "KubeClient", "Obj", "load_config"]
+
 FIELD_MANAGER = "driftloop"
 log = logging.getLogger(__name__)
 
 
 def load_config() -> None:
     """In-cluster credentials when running in a pod, else the kubeconfig."""
-    # unused-ignore: kubernetes < 37 (the dev venv, see pyproject.toml) ships no type
-    # information, so these calls are untyped only with 37+.
+    # unused-ignore: kubernetes < 37 ships no type information, so these calls are
+    # untyped only with 37+.
     try:
         config.load_incluster_config()  # type: ignore[no-untyped-call,unused-ignore]
     except config.ConfigException:
         config.load_kube_config()  # type: ignore[no-untyped-call,unused-ignore]
 
 
-class ConflictError(Exception):
-    """A write conditioned on a resourceVersion found a newer object."""
-
-
-class KubeClient(Protocol):
-    """Every call the reconcilers make; :class:`Kube` speaks to an API server.
-
-    :class:`driftloop.fake.FakeKube` implements the same calls in memory for
-    table-driven reconciler tests.
-    """
-
-    def create(self, manifest: Obj) -> tuple[Obj, bool]:
-        """Create ``manifest``; (object, created). AlreadyExists returns the existing one."""
-        ...
-
-    def apply_deployment(self, manifest: Obj) -> Obj:
-        """Server-side apply of an apps/v1 Deployment."""
-        ...
-
-    def get(self, kind: KindInfo, namespace: str, name: str) -> Obj | None: ...
-
-    def list(self, kind: KindInfo, namespace: str, selector: str = "") -> builtins.list[Obj]: ...
-
-    def patch_status(
-        self,
-        kind: KindInfo,
-        namespace: str,
-        name: str,
-        patch: Obj,
-        resource_version: str | None = None,
-    ) -> None:
-        """Merge-patch the status subresource; ConflictError when the version moved on."""
-        ...
-
-    def get_job(self, namespace: str, name: str) -> Obj | None: ...
-
-    def list_jobs(self, namespace: str, selector: str) -> builtins.list[Obj]: ...
-
-    def delete_job(self, namespace: str, name: str) -> None: ...
-
-    def list_pods(self, namespace: str, selector: str) -> builtins.list[Obj]: ...
-
-    def list_events(self, namespace: str, kind: str, name: str, uid: str) -> builtins.list[Obj]:
-        """The core/v1 Events about one object (``involvedObject``): a Job's FailedCreate."""
-        ...
-
-    def get_deployment(self, namespace: str, name: str) -> Obj | None: ...
-
-    def pvc_exists(self, namespace: str, name: str) -> bool: ...
-
-    def secret_exists(self, namespace: str, name: str) -> bool: ...
-
-    def secret_value(self, namespace: str, name: str, key: str) -> str | None: ...
-
-    def crd_exists(self, name: str) -> bool: ...
-
-    def crd_established(self, name: str) -> bool: ...
-
-
-class CrdCache:
-    """Whether optional CRDs (the Prometheus Operator's) exist, re-asked every ``ttl`` s.
-
-    Installing the Prometheus Operator after driftloop is picked up within ``ttl``
-    without a restart, and steady state costs no API call per reconcile.
-    """
-
-    def __init__(
-        self,
-        kube: KubeClient,
-        ttl: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._kube = kube
-        self._ttl = ttl
-        self._clock = clock
-        self._seen: dict[str, tuple[float, bool]] = {}
-
-    def exists(self, name: str) -> bool:
-        cached = self._seen.get(name)
-        now = self._clock()
-        if cached is None or now - cached[0] > self._ttl:
-            cached = (now, self._kube.crd_exists(name))
-            self._seen[name] = cached
-        return cached[1]
-
-
 class Kube:
-    """:class:`KubeClient` against a real API server (the official client)."""
+    """:class:`~driftloop.client.KubeClient` against a real API server (the official client)."""
 
     def __init__(self, api_client: client.ApiClient | None = None) -> None:
         self.api = api_client or client.ApiClient()

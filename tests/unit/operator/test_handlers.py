@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from typing import Any
 
 import kopf
@@ -11,9 +13,9 @@ import pytest
 from driftloop import handlers, metrics
 from driftloop.__main__ import operator_settings, parse_config
 from driftloop.api import ALL_KINDS, MODEL_VERSION
+from driftloop.client import CrdCache
 from driftloop.config import OperatorConfig
 from driftloop.fake import FakeKube
-from driftloop.kube import CrdCache
 from driftloop.reconcilers import Context, Outcome
 
 BODY = {
@@ -142,3 +144,15 @@ def test_only_exact_namespaces_turn_off_cluster_scanning(
     namespaces: list[str], scanning_disabled: bool
 ) -> None:
     assert operator_settings(namespaces).scanning.disabled is scanning_disabled
+
+
+def test_the_reconcilers_import_neither_kopf_nor_the_kubernetes_client() -> None:
+    """They see the API through driftloop.client's Protocol only (kopf is the handlers')."""
+    code = (
+        "import sys, driftloop.reconcilers, driftloop.fake; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'kopf', 'kubernetes'}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

@@ -1,6 +1,6 @@
 """Reconcilers: one level-based function per kind.
 
-Each reads the object and the world through :class:`driftloop.kube.Kube`, asks
+Each reads the object and the world through :class:`driftloop.client.KubeClient`, asks
 the pure builders and policies what should be, creates what is missing, and
 returns an :class:`Outcome` - the status it wants and the events to post.  The
 kopf handlers apply the outcome, so these functions never touch kopf.

@@ -7,8 +7,8 @@ from typing import Any
 
 from driftloop import conditions, policies
 from driftloop.builders import Owner
+from driftloop.client import CrdCache, KubeClient
 from driftloop.config import OperatorConfig
-from driftloop.kube import CrdCache, KubeClient
 from driftloop.prometheus import PrometheusQuery, query_scalar
 
 Obj = Mapping[str, Any]

@@ -15,9 +15,9 @@ from typing import Any
 
 from driftloop import conditions
 from driftloop.api import API_VERSION, KindInfo
+from driftloop.client import CrdCache
 from driftloop.config import OperatorConfig
 from driftloop.fake import FakeKube
-from driftloop.kube import CrdCache
 from driftloop.prometheus import PrometheusError
 from driftloop.reconcilers import Context, Outcome, Reconciler
 

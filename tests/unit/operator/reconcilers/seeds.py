@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 
 from driftloop import builders
 from driftloop.api import DatasetSpec, KindInfo, TrainingRunSpec
+from driftloop.client import ConflictError
 from driftloop.config import OperatorConfig
 from driftloop.fake import FakeKube
-from driftloop.kube import ConflictError
 from driftloop.reconcilers import Outcome
 from driftloop.reconcilers._outcome import owner_of
 

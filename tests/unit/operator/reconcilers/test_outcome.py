@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from driftloop.builders import Owner
+from driftloop.client import CrdCache
 from driftloop.fake import FakeKube
-from driftloop.kube import CrdCache
 from driftloop.reconcilers import Context, Event, Outcome, RetryLaterError
 from driftloop.reconcilers._outcome import STALLED_REASONS, StatusWriter, owner_of
 

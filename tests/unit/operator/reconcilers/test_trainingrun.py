@@ -19,8 +19,8 @@ import pytest
 
 from driftloop import builders
 from driftloop.api import API_VERSION, MODEL_VERSION, TRAINING_RUN, TrainingRunSpec
+from driftloop.client import ConflictError, CrdCache
 from driftloop.fake import FakeKube
-from driftloop.kube import ConflictError, CrdCache
 from driftloop.policies import parse_train_result
 from driftloop.reconcilers import Context, reconcile_training_run
 from driftloop.reconcilers._outcome import owner_of
