@@ -71,10 +71,6 @@ def message_of(status: Mapping[str, Any], type_: str) -> str:
     return str((conditions.get_condition(status, type_) or {}).get("message", ""))
 
 
-def events(outcome: Outcome) -> list[tuple[str, str, str]]:
-    return [(e.type, e.reason, e.message) for e in outcome.events]
-
-
 # -------------------------------------------------------------------- changes
 
 

@@ -87,8 +87,9 @@ def writes(kube: FakeKube) -> list[str]:
     return [repr(w) for w in kube.writes]
 
 
-def reasons(outcome: Outcome) -> list[str]:
-    return [event.reason for event in outcome.events]
+def events(outcome: Outcome) -> list[tuple[str, str, str]]:
+    """(type, reason, message) of each event the reconcile asks to post."""
+    return [(e.type, e.reason, e.message) for e in outcome.events]
 
 
 # --------------------------------------------------------------------- objects

@@ -17,7 +17,6 @@ from driftloop.api import DatasetSpec, KindInfo, TrainingRunSpec
 from driftloop.client import ConflictError
 from driftloop.config import OperatorConfig
 from driftloop.fake import FakeKube
-from driftloop.reconcilers import Outcome
 from driftloop.reconcilers._outcome import owner_of
 
 from .harness import CONFIG, NOW, Obj, pod_of_job, stuck_pod, text
@@ -90,10 +89,6 @@ def job_pod(job: Obj, **problem: Any) -> Obj:
     name = job["metadata"]["name"]
     container = job["spec"]["template"]["spec"]["containers"][0]["name"]
     return stuck_pod(f"{name}-abcde", {"job-name": name}, container=container, **problem)
-
-
-def events(outcome: Outcome) -> list[tuple[str, str, str]]:
-    return [(e.type, e.reason, e.message) for e in outcome.events]
 
 
 # --------------------------------------------------------------- racing worlds

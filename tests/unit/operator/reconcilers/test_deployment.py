@@ -27,7 +27,6 @@ from .deploy_harness import (
     crd,
     deployment_status,
     edit_spec,
-    events,
     mark,
     message_of,
     nothing,
@@ -39,7 +38,18 @@ from .deploy_harness import (
     set_status,
     steps,
 )
-from .harness import CONFIG, NOW, deployment, later, model_version, roll_out, seeded, text, writes
+from .harness import (
+    CONFIG,
+    NOW,
+    deployment,
+    events,
+    later,
+    model_version,
+    roll_out,
+    seeded,
+    text,
+    writes,
+)
 
 Obj = dict[str, Any]
 

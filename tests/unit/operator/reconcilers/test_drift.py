@@ -25,13 +25,12 @@ from .deploy_harness import (
     conditions_of,
     deployment_status,
     edit_spec,
-    events,
     message_of,
     run,
     serve,
     set_status,
 )
-from .harness import CONFIG, NOW, NS, deployment, later, model_version, seeded, text
+from .harness import CONFIG, NOW, NS, deployment, events, later, model_version, seeded, text
 
 Obj = dict[str, Any]
 
