@@ -38,7 +38,6 @@ from driftloop.config import OperatorConfig
 from driftloop.reconcilers import (
     Context,
     Reconciler,
-    RetryLaterError,
     reconcile_dataset,
     reconcile_deployment,
     reconcile_model_version,
@@ -119,9 +118,6 @@ def run(
     started = time.perf_counter()
     try:
         outcome = reconcile(ctx, obj)
-    except RetryLaterError as error:
-        metrics.RECONCILES.labels(kind.kind, "retry").inc()
-        raise kopf.TemporaryError(str(error), delay=error.delay) from error
     except Exception:
         metrics.RECONCILES.labels(kind.kind, "error").inc()
         raise

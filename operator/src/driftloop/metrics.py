@@ -6,7 +6,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "driftloop_operator_reconciles_total",
-    "Reconciles by kind and result (ok, retry, conflict, error).",
+    "Reconciles by kind and result (ok, conflict, error).",
     ["kind", "result"],
 )
 RECONCILE_DURATION = Histogram(

@@ -6,7 +6,7 @@ returns an :class:`Outcome` - the status it wants and the events to post.  The
 kopf handlers apply the outcome, so these functions never touch kopf.
 """
 
-from ._outcome import Context, Event, Outcome, Reconciler, RetryLaterError
+from ._outcome import Context, Event, Outcome, Reconciler
 from .dataset import reconcile_dataset
 from .deployment import reconcile_deployment
 from .modelversion import reconcile_model_version
@@ -17,7 +17,6 @@ __all__ = [
     "Event",
     "Outcome",
     "Reconciler",
-    "RetryLaterError",
     "reconcile_dataset",
     "reconcile_deployment",
     "reconcile_model_version",

@@ -14,14 +14,6 @@ from driftloop.prometheus import PrometheusQuery, query_scalar
 Obj = Mapping[str, Any]
 
 
-class RetryLaterError(Exception):
-    """The reconcile cannot finish now; run it again after ``delay`` seconds."""
-
-    def __init__(self, message: str, delay: float = 1.0) -> None:
-        super().__init__(message)
-        self.delay = delay
-
-
 @dataclass(frozen=True)
 class Event:
     type: str  # Normal | Warning

@@ -17,7 +17,7 @@ import pytest
 from driftloop.builders import Owner
 from driftloop.client import CrdCache
 from driftloop.fake import FakeKube
-from driftloop.reconcilers import Context, Event, Outcome, RetryLaterError
+from driftloop.reconcilers import Context, Event, Outcome
 from driftloop.reconcilers._outcome import STALLED_REASONS, StatusWriter, owner_of
 
 from .harness import CONFIG, NOW, Obj, text, training_run
@@ -269,8 +269,5 @@ def test_context_now_text(now: datetime, expected: str) -> None:
     assert Context(kube, CONFIG, now, CrdCache(kube)).now_text == expected
 
 
-def test_owner_of_and_retry_later() -> None:
+def test_owner_of() -> None:
     assert owner_of(training_run()) == Owner("TrainingRun", "iris-rf", "ml", "iris-rf-uid")
-    assert RetryLaterError("busy").delay == 1.0
-    error = RetryLaterError("busy", delay=7.5)
-    assert (str(error), error.delay) == ("busy", 7.5)
