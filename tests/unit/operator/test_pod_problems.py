@@ -12,6 +12,8 @@ import pytest
 from driftloop import policies
 from driftloop.policies import PodProblem
 
+from .reconcilers.harness import pod_status
+
 Obj = dict[str, Any]
 
 IMAGE = "registry.invalid/driftloop/nope:1"
@@ -41,24 +43,14 @@ def pod(
     unschedulable: str | None = None,
     deleting: bool = False,
 ) -> Obj:
-    status: Obj = {"phase": phase}
-    if waiting is not None:
-        container: Obj = {
-            "name": "setup" if init else "train",
-            "state": {"waiting": {"reason": waiting[0], "message": waiting[1]}},
-        }
-        if last is not None:
-            container["lastState"] = {"terminated": last}
-        status["initContainerStatuses" if init else "containerStatuses"] = [container]
-    if unschedulable is not None:
-        status["conditions"] = [
-            {
-                "type": "PodScheduled",
-                "status": "False",
-                "reason": "Unschedulable",
-                "message": unschedulable,
-            }
-        ]
+    status = pod_status(
+        phase=phase,
+        waiting=waiting,
+        last=last,
+        unschedulable=unschedulable,
+        container="setup" if init else "train",
+        init=init,
+    )
     meta: Obj = {"name": name}
     if deleting:
         meta["deletionTimestamp"] = "2026-11-30T12:00:00Z"

@@ -209,6 +209,36 @@ def pod_of_job(job: str, container: str, message: Mapping[str, Any] | str | None
     }
 
 
+def pod_status(
+    *,
+    phase: str = "Pending",
+    waiting: tuple[str, str] | None = None,
+    last: Obj | None = None,
+    unschedulable: str | None = None,
+    container: str = "train",
+    init: bool = False,
+) -> Obj:
+    """A pod's status as the kubelet and scheduler write it: one container waiting for
+    ``waiting`` = (reason, message), after the termination ``last``; or unschedulable."""
+    status: Obj = {"phase": phase}
+    if waiting is not None:
+        state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
+        container_status: Obj = {"name": container, "state": state}
+        if last is not None:
+            container_status["lastState"] = {"terminated": last}
+        status["initContainerStatuses" if init else "containerStatuses"] = [container_status]
+    if unschedulable is not None:
+        status["conditions"] = [
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": unschedulable,
+            }
+        ]
+    return status
+
+
 def stuck_pod(
     name: str,
     labels: Mapping[str, str],
@@ -220,23 +250,14 @@ def stuck_pod(
 ) -> Obj:
     """A pod that cannot run: a container waiting for a reason (after exiting with
     ``exited``), or unschedulable."""
-    status: Obj = {"phase": "Pending"}
-    if waiting is not None:
-        state = {"waiting": {"reason": waiting[0], "message": waiting[1]}}
-        container_status: Obj = {"name": container, "state": state}
-        if exited is not None:
-            status["phase"] = "Running"
-            container_status["lastState"] = {"terminated": {"exitCode": exited, "reason": "Error"}}
-        status["containerStatuses"] = [container_status]
-    if unschedulable is not None:
-        status["conditions"] = [
-            {
-                "type": "PodScheduled",
-                "status": "False",
-                "reason": "Unschedulable",
-                "message": unschedulable,
-            }
-        ]
+    restarted = waiting is not None and exited is not None
+    status = pod_status(
+        phase="Running" if restarted else "Pending",
+        waiting=waiting,
+        last={"exitCode": exited, "reason": "Error"} if restarted else None,
+        unschedulable=unschedulable,
+        container=container,
+    )
     return {
         "apiVersion": "v1",
         "kind": "Pod",
