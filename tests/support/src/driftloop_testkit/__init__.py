@@ -12,6 +12,7 @@ tests/support/src on sys.path), so nothing imports it through ``sys.path`` edits
 * :mod:`driftloop_testkit.traffic`   inference traffic
 * :mod:`driftloop_testkit.helm`      the helm binary and the chart
 * :mod:`driftloop_testkit.runtime`   the runtime in-process and as a local server
+* :mod:`driftloop_testkit.imports`   what importing a module loads (layering checks)
 
 Nothing heavy is imported at import time: the plugins load for every test run.
 """
