@@ -25,11 +25,11 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## create the dev virtualenv (.venv)
 
 .PHONY: test
-test: venv lint verify test-unit test-s3 test-docker test-cluster test-e2e ## run every test suite (unit, S3, docker, cluster, e2e)
+test: venv lint verify test-unit test-s3 test-docker test-cluster test-e2e test-faults-quick ## run every test suite (unit, S3, docker, cluster, e2e, bounded faults)
 
 .PHONY: test-unit
 test-unit: venv tools ## fast tests, no cluster
-	$(PYTEST) tests/unit -q
+	$(PYTEST) tests/unit -q -n 2
 
 # The S3 suites start the server themselves (tests/support/s3.py runs hack/s3.sh up);
 # the target does it first so a cold MinIO build shows its progress here.
@@ -62,9 +62,16 @@ tools:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    --no-install-recommends prometheus wrk >/dev/null; }
 
+# The cluster and e2e tests spend most of their time waiting for pods and clocks, and
+# each has its own namespace and operator: they run on CLUSTER_WORKERS pytest-xdist
+# workers at once (1: one after the other). The services the workers share are started
+# before pytest, so no two workers start one.
+CLUSTER_WORKERS ?= 3
+CLUSTER_PYTEST = $(PYTEST) -q -n $(CLUSTER_WORKERS) --durations=15
+
 .PHONY: test-cluster
 test-cluster: venv cluster-images s3-up ## tests against the embedded cluster (or $KUBECONFIG)
-	$(PYTEST) tests/cluster -q
+	$(CLUSTER_PYTEST) tests/cluster
 
 # The Argo CD health fixtures are objects the operator produced: the cluster and e2e tests
 # that reach each state write them (driftloop_testkit.argocd). Review the diff, then commit.
@@ -78,8 +85,26 @@ argocd-fixtures: venv cluster-images ## recapture docs/gitops/argocd-health fixt
 	  tests/e2e/test_drift_loop.py::test_unready_version_rolls_back
 
 .PHONY: test-e2e
-test-e2e: venv cluster-images ## the full loop with a real Prometheus
-	$(PYTEST) tests/e2e -q
+test-e2e: venv cluster-images s3-up prometheus-up ## the full loop with a real Prometheus
+	$(CLUSTER_PYTEST) tests/e2e --ignore=tests/e2e/test_helm.py
+	# Alone: its releases' operators watch every namespace, other tests' too.
+	$(PYTEST) -q --durations=5 tests/e2e/test_helm.py
+
+.PHONY: prometheus-up
+prometheus-up: ## start the real Prometheus the e2e tests and the demo scrape with
+	hack/prometheus.sh up >/dev/null
+
+# Fault injection on the embedded cluster (tests/faults): the operator SIGKILLed, the API
+# server restarted, Prometheus and MinIO stopped, the PVC missing, predictor pods killed.
+# DRIFTLOOP_FAULT_SEED=<n> replays a run (the seed is printed at start and in failures).
+# The quick variant runs in `make test`; both print the faults injected and recovery times.
+.PHONY: test-faults
+test-faults: venv cluster-images s3-up ## the long fault-injection suite (dozens of operator kills)
+	DRIFTLOOP_FAULT_SCALE=long $(PYTEST) tests/faults -q -m faults
+
+.PHONY: test-faults-quick
+test-faults-quick: venv cluster-images s3-up ## the bounded fault-injection suite (make test runs it)
+	DRIFTLOOP_FAULT_SCALE=quick $(PYTEST) tests/faults -q -m 'faults and not faults_long'
 
 .PHONY: lint
 lint: venv ## ruff + mypy + shellcheck
@@ -140,12 +165,26 @@ images: ## build the runtime and operator images (and load them into the cluster
 	hack/images.sh build-all
 
 .PHONY: bench-serving
-bench-serving: venv tools ## our model server vs MLServer, side by side
-	$(PY) bench/serving.py
+bench-serving: venv tools ## our model server vs MLServer and KServe, REST and gRPC, side by side
+	@test -x $(HOME)/go/bin/ghz || go install github.com/bojand/ghz/cmd/ghz@v0.121.0
+	$(PY) bench/serving.py --grpc
+
+.PHONY: bench-drift
+bench-drift: venv ## drift detection: false alarms and delay, driftloop (fixed, calibrated) vs Evidently and NannyML
+	$(PY) bench/drift.py $(BENCH_DRIFT_ARGS)
+
+.PHONY: bench-data
+bench-data: venv ## profile and train on 10^5..10^7 rows (CSV, multi-file Parquet): time, peak RSS, rows/s
+	$(PY) bench/data.py $(BENCH_DATA_ARGS)
 
 .PHONY: bench-reconcile
 bench-reconcile: venv cluster-images ## reconcile latency vs the built-in Job controller
 	$(PY) bench/reconcile_latency.py
+
+.PHONY: bench-scale
+bench-scale: venv cluster-images ## 1,000 and 5,000 TrainingRuns + 200 Deployments: drain, RSS, API load, vs an earlier driftloop
+	hack/prometheus.sh up >/dev/null
+	$(PY) bench/scale.py
 
 .PHONY: demo
 demo: venv cluster-images ## the whole loop on the embedded cluster: data, train, serve, drift, retrain, promote

@@ -43,6 +43,42 @@ REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("DRIFTLOOP_CACHE", Path.home() / ".cache" / "driftloop"))
 PEER_VENV = CACHE / "mlserver-venv"
 PEER_PINS = ["mlserver==1.7.1", "mlserver-sklearn==1.7.1", "uvloop<0.22"]
+#: KServe's Python model server, in a venv of its own (its own FastAPI/uvicorn pins).
+KSERVE_VENV = CACHE / "kserve-venv"
+KSERVE_PINS = ["kserve==0.21.0", "joblib"]
+#: The peer as KServe's sklearn runtime (kserve/python/sklearnserver) serves a model:
+#: joblib.load, then get_predict_input -> predict -> get_predict_response.  Latency
+#: logging off (a log line per request would handicap it).
+KSERVE_SERVER = """
+import sys
+import joblib
+from kserve import Model, ModelServer
+from kserve.utils.utils import get_predict_input, get_predict_response
+
+
+class SKLearnModel(Model):
+    def __init__(self, name, path):
+        super().__init__(name)
+        self.path = path
+        self.load()
+
+    def load(self):
+        self._model = joblib.load(self.path)
+        self.ready = True
+        return self.ready
+
+    def predict(self, payload, headers=None):
+        instances = get_predict_input(payload)
+        return get_predict_response(payload, self._model.predict(instances), self.name)
+
+
+if __name__ == "__main__":
+    name, path, http, grpc, workers = sys.argv[1:6]
+    ModelServer(
+        http_port=int(http), grpc_port=int(grpc), workers=int(workers),
+        enable_latency_logging=False,
+    ).start([SKLearnModel(name, path)])
+"""
 MODEL = "bench"
 
 
@@ -59,26 +95,26 @@ def free_port() -> int:
 # --------------------------------------------------------------------------- setup
 
 
-def ensure_peer_venv() -> Path:
+def ensure_peer_venv(venv: Path = PEER_VENV, peer_pins: list[str] = PEER_PINS) -> Path:
     import sklearn
 
-    pins = [*PEER_PINS, f"scikit-learn=={sklearn.__version__}"]
-    marker = PEER_VENV / ".driftloop-pins"
+    pins = [*peer_pins, f"scikit-learn=={sklearn.__version__}"]
+    marker = venv / ".driftloop-pins"
     if marker.exists() and marker.read_text() == "\n".join(pins):
-        return PEER_VENV / "bin"
-    log(f"creating {PEER_VENV} with {' '.join(pins)} (once)")
-    tmp = PEER_VENV.with_name(PEER_VENV.name + ".partial")
-    shutil.rmtree(PEER_VENV, ignore_errors=True)
+        return venv / "bin"
+    log(f"creating {venv} with {' '.join(pins)} (once)")
+    tmp = venv.with_name(venv.name + ".partial")
+    shutil.rmtree(venv, ignore_errors=True)
     shutil.rmtree(tmp, ignore_errors=True)
     # Build in place under the final name (venv scripts embed their path); the marker
     # file, written last, says the venv is complete.
-    subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     subprocess.run(
-        [str(PEER_VENV / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *pins],
+        [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", *pins],
         check=True,
     )
     marker.write_text("\n".join(pins))
-    return PEER_VENV / "bin"
+    return venv / "bin"
 
 
 def train_model(work: Path) -> tuple[Path, str]:
@@ -173,6 +209,7 @@ class Running:
     proc: subprocess.Popen[bytes]
     url: str
     log: Path
+    grpc: str | None = None  # host:port of its OIP gRPC service
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -203,7 +240,7 @@ def wait_ready(run: Running, path: str, timeout: float = 180) -> None:
 def start_driftloop(
     work: Path, model_dir: Path, sha: str, workers: int, drift: bool, tag: str
 ) -> Running:
-    port = free_port()
+    port, grpc_port = free_ports(2)
     scratch = work / f"scratch-{tag}"
     scratch.mkdir(exist_ok=True)
     config = ServerConfig(
@@ -214,6 +251,7 @@ def start_driftloop(
         deployment="bench",
         workers=workers,
         port=port,
+        grpc_port=grpc_port,
         host="127.0.0.1",
         scratch_dir=str(scratch),
         drift_enabled=drift,
@@ -228,35 +266,90 @@ def start_driftloop(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    run = Running(f"driftloop ({tag})", proc, f"http://127.0.0.1:{port}", logf)
+    run = Running(
+        f"driftloop ({tag})", proc, f"http://127.0.0.1:{port}", logf, f"127.0.0.1:{grpc_port}"
+    )
     wait_ready(run, "/v2/health/ready")
     return run
 
 
-def start_mlserver(work: Path, models: Path, bin_dir: Path, workers: int) -> Running:
-    port, grpc, metrics = free_port(), free_port(), free_port()
-    (models / "settings.json").write_text(
-        json.dumps(
-            {
-                "debug": False,
-                "parallel_workers": workers,
-                "http_port": port,
-                "grpc_port": grpc,
-                "metrics_port": metrics,
-                "host": "127.0.0.1",
-            }
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (all held open while picked: closing one before picking
+    the next can hand the same port out twice)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [int(s.getsockname()[1]) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def start_mlserver(
+    work: Path, models: Path, bin_dir: Path, workers: int, attempts: int = 3
+) -> Running:
+    """MLServer on fresh ports; started again on new ones when a port was taken between
+    picking and binding (its metrics server once failed so: "address already in use")."""
+    for attempt in range(1, attempts + 1):
+        port, grpc, metrics = free_ports(3)
+        (models / "settings.json").write_text(
+            json.dumps(
+                {
+                    "debug": False,
+                    "parallel_workers": workers,
+                    "http_port": port,
+                    "grpc_port": grpc,
+                    "metrics_port": metrics,
+                    "host": "127.0.0.1",
+                }
+            )
         )
-    )
-    logf = work / "mlserver.log"
+        logf = work / "mlserver.log"
+        with open(logf, "wb") as fh:
+            proc = subprocess.Popen(
+                [str(bin_dir / "mlserver"), "start", str(models)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=dict(os.environ, PATH=f"{bin_dir}:{os.environ.get('PATH', '')}"),
+            )
+        run = Running("mlserver", proc, f"http://127.0.0.1:{port}", logf, f"127.0.0.1:{grpc}")
+        try:
+            wait_ready(run, f"/v2/models/{MODEL}/ready")
+            return run
+        except SystemExit:
+            run.stop()
+            text = logf.read_text(errors="replace").lower()
+            if attempt == attempts or "in use" not in text:
+                raise
+            log(f"mlserver: a port was taken (attempt {attempt}); starting on new ports")
+    raise AssertionError("unreachable")
+
+
+def start_kserve(work: Path, joblib_path: Path, bin_dir: Path, workers: int) -> Running:
+    port, grpc = free_ports(2)
+    script = work / "kserve_sklearn.py"
+    script.write_text(KSERVE_SERVER)
+    logf = work / "kserve.log"
     with open(logf, "wb") as fh:
         proc = subprocess.Popen(
-            [str(bin_dir / "mlserver"), "start", str(models)],
+            [
+                str(bin_dir / "python"),
+                str(script),
+                MODEL,
+                str(joblib_path),
+                str(port),
+                str(grpc),
+                str(workers),
+            ],
             stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            env=dict(os.environ, PATH=f"{bin_dir}:{os.environ.get('PATH', '')}"),
         )
-    run = Running("mlserver", proc, f"http://127.0.0.1:{port}", logf)
+    run = Running("kserve", proc, f"http://127.0.0.1:{port}", logf, f"127.0.0.1:{grpc}")
     wait_ready(run, f"/v2/models/{MODEL}/ready")
     return run
 
@@ -332,6 +425,61 @@ def wrk(url: str, script: Path, args: argparse.Namespace, duration: float) -> Re
     return Result(rps, p50, p99, errors)
 
 
+GHZ = Path.home() / "go" / "bin" / "ghz"
+PROTO = (
+    Path(__file__).resolve().parent.parent
+    / "serving-image/src/driftloop_runtime/oip/open_inference.proto"
+)
+
+
+def grpc_payload(body: str) -> str:
+    """The REST request as a ModelInferRequest (JSON form, for ghz)."""
+    rest = json.loads(body)
+    inputs = [
+        {
+            "name": t["name"],
+            "datatype": t["datatype"],
+            "shape": t["shape"],
+            "contents": {"fp64_contents": t["data"]},
+        }
+        for t in rest["inputs"]
+    ]
+    return json.dumps({"model_name": MODEL, "inputs": inputs}, separators=(",", ":"))
+
+
+def ghz(address: str, data_file: Path, args: argparse.Namespace, duration: float) -> Result:
+    """ghz (a Go gRPC load generator, like wrk for HTTP): the same concurrency and
+    connections as wrk's -c."""
+    proc = subprocess.run(
+        [
+            str(GHZ),
+            "--insecure",
+            f"--proto={PROTO}",
+            "--call=inference.GRPCInferenceService/ModelInfer",
+            f"--data-file={data_file}",
+            f"--concurrency={args.connections}",
+            f"--connections={args.connections}",
+            f"--duration={duration}s",
+            "--cpus=1",
+            "--format=json",
+            address,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if not proc.stdout.strip():
+        raise SystemExit(f"ghz failed: {proc.stderr[-2000:]}")
+    out = json.loads(proc.stdout)
+    dist = {d["percentage"]: d["latency"] / 1e6 for d in out.get("latencyDistribution") or []}
+    codes = out.get("statusCodeDistribution") or {}
+    # "Canceled": the calls in flight when ghz's duration ends (it cancels them)
+    errors = sum(n for code, n in codes.items() if code not in ("OK", "Canceled"))
+    if errors:
+        log(f"ghz {address}: status codes {codes}")
+    return Result(float(out["rps"]), dist.get(50, float("nan")), dist.get(99, float("nan")), errors)
+
+
 def check_same_predictions(urls: dict[str, str], body: str) -> None:
     answers = {}
     for name, url in urls.items():
@@ -364,7 +512,9 @@ for drift in (True, False):
     cfg = ServerConfig(model_name="bench", artifact_uri="file://" + model_dir,
         drift_enabled=drift)
     m = LoadedModel(cfg, model_dir)
-    m.attach(SharedState(tempfile.mktemp(), m.n_features + 1, 1000) if drift else None)
+    m.attach(
+        SharedState(tempfile.mktemp(), m.n_features + 1, 1000, bins=m.bins.total) if drift else None
+    )
     apps[drift] = App(m)
 scope = {"type": "http", "method": "POST", "path": "/v2/models/bench/infer",
          "headers": [(b"content-type", b"application/json")]}
@@ -415,6 +565,40 @@ def handler_cost(model_dir: Path, body: str, work: Path, rows: int) -> dict[str,
     return result
 
 
+PREDICT_RATE = """
+import sys, time
+import numpy as np
+from driftloop_runtime import artifacts
+model = artifacts.load_model(sys.argv[1] + "/model.skops")
+x = np.asarray(__import__("json").load(open(sys.argv[2]))["inputs"][0]["data"], dtype=float)
+x = x.reshape(1, -1)
+for _ in range(200):
+    model.predict(x)
+best = 0.0
+for _ in range(5):
+    t = time.perf_counter()
+    for _ in range(2000):
+        model.predict(x)
+    best = max(best, 2000 / (time.perf_counter() - t))
+print(best)
+"""
+
+
+def predict_ceiling(model_dir: Path, body: str, work: Path) -> float:
+    """The ceiling: in-process ``model.predict`` of one row, calls per second on one core."""
+    body_file = work / "ceiling.json"
+    body_file.write_text(body)
+    out = subprocess.run(
+        [sys.executable, "-c", PREDICT_RATE, str(model_dir), str(body_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"),
+    )
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -429,6 +613,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=4, help="alternating rounds")
     ap.add_argument("--rows", default="1,32", help="payload sizes (rows per request)")
     ap.add_argument("--no-peer", action="store_true", help="skip MLServer")
+    ap.add_argument("--no-kserve", action="store_true", help="skip KServe")
+    ap.add_argument("--grpc", action="store_true", help="also gRPC ModelInfer under ghz")
     ap.add_argument("--write-docs", action="store_true", help="update docs/benchmarks.md")
     ap.add_argument("--json", type=Path, help="also write raw results as JSON here")
     args = ap.parse_args()
@@ -437,17 +623,20 @@ def main() -> int:
     rows_list = [int(r) for r in args.rows.split(",")]
 
     peer_bin = None if args.no_peer else ensure_peer_venv()
+    kserve_bin = None if args.no_kserve else ensure_peer_venv(KSERVE_VENV, KSERVE_PINS)
     work = Path(tempfile.mkdtemp(prefix="driftloop-bench-"))
     REPO_WORK = work
     try:
         model_dir, sha = train_model(work)
         n_features = len(json.loads((model_dir / "manifest.json").read_text())["features"])
-        peer_models = None if args.no_peer else peer_model_dir(work, model_dir)
+        peer_models = None if args.no_peer and args.no_kserve else peer_model_dir(work, model_dir)
         bodies = {r: payload(r, n_features) for r in rows_list}
         scripts = {r: lua_script(work, bodies[r], r) for r in rows_list}
-        configs = ["driftloop drift on", "mlserver", "driftloop drift off"]
+        configs = ["driftloop drift on", "mlserver", "kserve", "driftloop drift off"]
         if args.no_peer:
             configs.remove("mlserver")
+        if args.no_kserve:
+            configs.remove("kserve")
         series: dict[tuple[str, int], Series] = {
             (c, r): Series() for c in configs for r in rows_list
         }
@@ -461,6 +650,11 @@ def main() -> int:
                     assert peer_bin is not None
                     assert peer_models is not None
                     running[cfg] = start_mlserver(work, peer_models, peer_bin, args.workers)
+                elif cfg == "kserve":
+                    assert kserve_bin is not None
+                    assert peer_models is not None
+                    joblib_path = peer_models / MODEL / "model.joblib"
+                    running[cfg] = start_kserve(work, joblib_path, kserve_bin, args.workers)
                 else:
                     drift = cfg.endswith("on")
                     running[cfg] = start_driftloop(
@@ -472,10 +666,31 @@ def main() -> int:
                 for cfg in configs:
                     for r in rows_list:
                         wrk(urls[cfg], scripts[r], args, args.warmup)
+            grpc_data = {}
+            if args.grpc:
+                if not GHZ.exists():
+                    raise SystemExit(
+                        f"{GHZ} missing: go install github.com/bojand/ghz/cmd/ghz@v0.121.0"
+                    )
+                for r in rows_list:
+                    grpc_data[r] = work / f"grpc-{r}.json"
+                    grpc_data[r].write_text(grpc_payload(bodies[r]))
+                    for cfg in configs:
+                        series.setdefault((f"{cfg} gRPC", r), Series())
             for rnd in range(args.rounds):
                 for r in rows_list:
                     order = configs if rnd % 2 == 0 else configs[::-1]
                     for cfg in order:
+                        if args.grpc:
+                            address = running[cfg].grpc
+                            assert address is not None
+                            res = ghz(address, grpc_data[r], args, args.duration)
+                            series[(f"{cfg} gRPC", r)].results.append(res)
+                            log(
+                                f"round {rnd + 1} {cfg + ' gRPC':25s} rows={r:<3d} "
+                                f"{res.rps:9.0f} req/s p50 {res.p50_ms:6.2f} ms "
+                                f"p99 {res.p99_ms:6.2f} ms errors {res.errors}"
+                            )
                         res = wrk(urls[cfg], scripts[r], args, args.duration)
                         series[(cfg, r)].results.append(res)
                         log(
@@ -492,7 +707,17 @@ def main() -> int:
                 f"in-process CPU per request rows={r}: drift on {c['on']:.1f} us, "
                 f"off {c['off']:.1f} us; record {c['record']:.2f} us"
             )
-        report = render(series, configs, rows_list, args, costs)
+        all_configs = configs + ([f"{c} gRPC" for c in configs] if args.grpc else [])
+        report = render(series, all_configs, rows_list, args, costs)
+        if 1 in rows_list:
+            ceiling = predict_ceiling(model_dir, bodies[1], work)
+            cores = os.cpu_count() or 1
+            e2e = series[("driftloop drift on", 1)].median().rps / cores
+            report += (
+                f"\n- ceiling: in-process `predict` of 1 row on one core {ceiling:,.0f}/s; "
+                f"driftloop end to end (REST, drift on) {e2e:,.0f} req/s per core "
+                f"({cores} cores, shared with wrk) = **{100 * e2e / ceiling:.0f}%** of it"
+            )
         print(report)
         if args.json:
             args.json.write_text(
@@ -522,7 +747,7 @@ def render(
         "(medians); loopback; "
         f"{os.cpu_count()} cores shared by servers and load generator; "
         f"Python {platform.python_version()}. Model: LogisticRegression, 30 numeric "
-        "features (breast-cancer), same fitted pipeline on both sides. "
+        "features (breast-cancer), same fitted pipeline on every side. "
         f"Load average at the end: {os.getloadavg()[0]:.1f} (the machine is shared: wrk "
         "numbers move ±15% run to run; the in-process A/B below is the reliable measure "
         "of the drift-tracking cost).",
@@ -541,12 +766,18 @@ def render(
         on = series[("driftloop drift on", r)].median()
         off = series[("driftloop drift off", r)].median()
         parts = [f"rows={r}:"]
-        if ("mlserver", r) in series:
-            peer = series[("mlserver", r)].median()
-            parts.append(
-                f"throughput driftloop(drift on)/MLServer = **{on.rps / peer.rps:.2f}x**, "
-                f"p99 {on.p99_ms:.2f} vs {peer.p99_ms:.2f} ms;"
-            )
+        for proto in ("", " gRPC"):
+            if (f"driftloop drift on{proto}", r) not in series:
+                continue
+            ours = series[(f"driftloop drift on{proto}", r)].median()
+            for peer_cfg, label in (("mlserver", "MLServer"), ("kserve", "KServe")):
+                if (peer_cfg + proto, r) in series:
+                    peer = series[(peer_cfg + proto, r)].median()
+                    parts.append(
+                        f"{proto.strip() or 'REST'} driftloop(drift on)/{label} = "
+                        f"**{ours.rps / peer.rps:.2f}x** req/s, "
+                        f"p99 {ours.p99_ms:.2f} vs {peer.p99_ms:.2f} ms;"
+                    )
         parts.append(
             f"drift on vs off under wrk: {100 * (on.rps / off.rps - 1):+.1f}% req/s (noisy); "
             f"in-process CPU per request: {costs[r]['on']:.0f} vs {costs[r]['off']:.0f} us "
@@ -562,8 +793,8 @@ def write_docs(report: str) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     section = (
         "## Serving\n\n"
-        "driftloop's model server vs MLServer 1.7.1 (`make bench-serving`, "
-        "`bench/serving.py`). Latest run "
+        "driftloop's model server vs MLServer 1.7.1 and KServe 0.21 (`make bench-serving`, "
+        "`bench/serving.py`; gRPC with `--grpc`, under ghz). Latest run "
         f"({time.strftime('%Y-%m-%d')}):\n\n{report}\n"
     )
     pattern = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.S | re.M)

@@ -9,6 +9,8 @@
 #   hack/cluster.sh env                print `export KUBECONFIG=...` (and PATH for kubectl)
 #   hack/cluster.sh status             show what runs
 #   hack/cluster.sh load-image IMAGE   import a docker image into the node's containerd
+#   hack/cluster.sh restart-apiserver [DOWN_SECS]
+#                                      SIGKILL kube-apiserver, wait DOWN_SECS, start it again
 #   hack/cluster.sh kubectl ARGS...    run our kubectl against the cluster
 #
 # Must run as root (containers, cgroups, iptables). Every step is idempotent.
@@ -125,9 +127,9 @@ cleanup_network() {
 # ---------------------------------------------------------------------------
 # PKI (openssl): CA, serving and client certificates, service-account keys
 # ---------------------------------------------------------------------------
-# mkcert NAME CN [ORG] [SANS(comma list for subjectAltName)] [usage: client|server|both]
+# mkcert NAME CN [ORG] [SANS(comma list for subjectAltName)] [usage: client|server|both] [CA]
 mkcert() {
-  local name=$1 cn=$2 org=${3:-} sans=${4:-} usage=${5:-client}
+  local name=$1 cn=$2 org=${3:-} sans=${4:-} usage=${5:-client} ca=${6:-ca}
   [[ -f "${PKI}/${name}.crt" ]] && return 0
   local subj="/CN=${cn}"
   [[ -n "$org" ]] && subj="/O=${org}${subj}"
@@ -142,21 +144,30 @@ mkcert() {
   } > "${PKI}/${name}.ext"
   openssl genrsa -out "${PKI}/${name}.key" 2048 2>/dev/null
   openssl req -new -key "${PKI}/${name}.key" -subj "$subj" -out "${PKI}/${name}.csr" 2>/dev/null
-  openssl x509 -req -in "${PKI}/${name}.csr" -CA "${PKI}/ca.crt" -CAkey "${PKI}/ca.key" \
+  openssl x509 -req -in "${PKI}/${name}.csr" -CA "${PKI}/${ca}.crt" -CAkey "${PKI}/${ca}.key" \
     -CAcreateserial -days 3650 -sha256 -extfile "${PKI}/${name}.ext" -out "${PKI}/${name}.crt" 2>/dev/null
   rm -f "${PKI}/${name}.csr" "${PKI}/${name}.ext"
+}
+
+# mkca NAME CN: a self-signed CA (kept once made)
+mkca() {
+  local name=$1 cn=$2
+  [[ -f "${PKI}/${name}.crt" ]] && return 0
+  openssl genrsa -out "${PKI}/${name}.key" 2048 2>/dev/null
+  openssl req -x509 -new -key "${PKI}/${name}.key" -subj "/CN=${cn}" -days 3650 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+    -out "${PKI}/${name}.crt" 2>/dev/null
 }
 
 ensure_pki() {
   mkdir -p "${PKI}"
   chmod 700 "${PKI}"
-  if [[ ! -f "${PKI}/ca.crt" ]]; then
-    log "creating self-signed CA and certificates in ${PKI}"
-    openssl genrsa -out "${PKI}/ca.key" 2048 2>/dev/null
-    openssl req -x509 -new -key "${PKI}/ca.key" -subj "/CN=driftloop-ca" -days 3650 -sha256 \
-      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
-      -out "${PKI}/ca.crt" 2>/dev/null
-  fi
+  [[ -f "${PKI}/ca.crt" ]] || log "creating self-signed CAs and certificates in ${PKI}"
+  mkca ca driftloop-ca
+  # The aggregation layer's own CA (as kubeadm does): the API server proxies to aggregated
+  # APIs (metrics-server) with front-proxy-client, and they trust only this CA for it.
+  mkca front-proxy-ca driftloop-front-proxy-ca
+  mkcert front-proxy-client front-proxy-client "" "" client front-proxy-ca
   local host; host="$(hostname)"
   mkcert apiserver kube-apiserver "" \
     "DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,DNS:${host},IP:127.0.0.1,IP:${KUBERNETES_SERVICE_IP},IP:${NODE_IP}" server
@@ -450,6 +461,35 @@ cluster_ready() {
     kc get node "${NODE_NAME}" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True
 }
 
+# The kube-apiserver, on the bridge address only (never on the machine's own interfaces);
+# returns once /readyz answers. `up` and `restart-apiserver` share it.
+start_apiserver() {
+  start kube-apiserver "${BIN}/kube-apiserver" \
+    --etcd-servers=http://127.0.0.1:2379 \
+    --bind-address="${NODE_IP}" --secure-port=${API_PORT} --advertise-address="${NODE_IP}" \
+    --tls-cert-file="${PKI}/apiserver.crt" --tls-private-key-file="${PKI}/apiserver.key" \
+    --client-ca-file="${PKI}/ca.crt" \
+    --kubelet-client-certificate="${PKI}/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="${PKI}/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority="${PKI}/ca.crt" --kubelet-preferred-address-types=InternalIP \
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file="${PKI}/sa.pub" --service-account-signing-key-file="${PKI}/sa.key" \
+    --api-audiences=https://kubernetes.default.svc.cluster.local \
+    --service-cluster-ip-range="${SERVICE_CIDR}" \
+    --authorization-mode=Node,RBAC \
+    --enable-admission-plugins=NodeRestriction \
+    --admission-control-config-file="${CFG}/admission.yaml" \
+    --requestheader-client-ca-file="${PKI}/front-proxy-ca.crt" \
+    --requestheader-allowed-names=front-proxy-client \
+    --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+    --requestheader-extra-headers-prefix=X-Remote-Extra- \
+    --proxy-client-cert-file="${PKI}/front-proxy-client.crt" \
+    --proxy-client-key-file="${PKI}/front-proxy-client.key" \
+    --enable-aggregator-routing=true \
+    --allow-privileged=true --profiling=false --v=1
+  wait_for "kube-apiserver /readyz" kube-apiserver https_ok "https://${NODE_IP}:${API_PORT}/readyz"
+}
+
 cmd_up() {
   need_root "containers, cgroups, iptables"
   if [[ -f "${KUBECONFIG_OUT}" ]] && cluster_ready; then
@@ -457,6 +497,16 @@ cmd_up() {
     # Nothing can pull it back from a registry if it went missing (e.g. removed under
     # disk pressure): without it no pod starts.
     ensure_pause_image
+    # A cluster started before the aggregation layer was configured: restart its API
+    # server with the flags (metrics-server needs them).
+    if ! tr '\0' ' ' <"/proc/$(pid_of kube-apiserver)/cmdline" | grep -q -- --proxy-client-cert-file; then
+      log "restarting kube-apiserver with the aggregation layer's flags"
+      ensure_pki
+      stop kube-apiserver
+      start_apiserver
+    fi
+    "${HACK_DIR}/local-path.sh" up
+    "${HACK_DIR}/metrics-server.sh" up
     cmd_env
     return 0
   fi
@@ -487,24 +537,7 @@ cmd_up() {
     --unsafe-no-fsync --snapshot-count 10000 --log-level warn
   wait_for "etcd healthy" etcd http_ok http://127.0.0.1:2381/health
 
-  # --- kube-apiserver: on the bridge address only, never on the machine's own interfaces ---
-  start kube-apiserver "${BIN}/kube-apiserver" \
-    --etcd-servers=http://127.0.0.1:2379 \
-    --bind-address="${NODE_IP}" --secure-port=${API_PORT} --advertise-address="${NODE_IP}" \
-    --tls-cert-file="${PKI}/apiserver.crt" --tls-private-key-file="${PKI}/apiserver.key" \
-    --client-ca-file="${PKI}/ca.crt" \
-    --kubelet-client-certificate="${PKI}/apiserver-kubelet-client.crt" \
-    --kubelet-client-key="${PKI}/apiserver-kubelet-client.key" \
-    --kubelet-certificate-authority="${PKI}/ca.crt" --kubelet-preferred-address-types=InternalIP \
-    --service-account-issuer=https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file="${PKI}/sa.pub" --service-account-signing-key-file="${PKI}/sa.key" \
-    --api-audiences=https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range="${SERVICE_CIDR}" \
-    --authorization-mode=Node,RBAC \
-    --enable-admission-plugins=NodeRestriction \
-    --admission-control-config-file="${CFG}/admission.yaml" \
-    --allow-privileged=true --profiling=false --v=1
-  wait_for "kube-apiserver /readyz" kube-apiserver https_ok "https://${NODE_IP}:${API_PORT}/readyz"
+  start_apiserver
 
   # --- controllers and scheduler (all default controllers; SA tokens need the key + root CA) ---
   start kube-controller-manager "${BIN}/kube-controller-manager" \
@@ -542,6 +575,10 @@ cmd_up() {
   wait_for "node ${NODE_NAME} Ready" kubelet kc wait --for=condition=Ready "node/${NODE_NAME}" --timeout=5s
   wait_for "default ServiceAccount" kube-controller-manager kc -n default get serviceaccount default
   wait_for "kubernetes Service" kube-apiserver kc -n default get endpointslices -l kubernetes.io/service-name=kubernetes -o name
+  # Dynamic volumes and the default StorageClass (a host process, like the components above).
+  "${HACK_DIR}/local-path.sh" up
+  # Resource metrics for HorizontalPodAutoscalers (the aggregated metrics.k8s.io API).
+  "${HACK_DIR}/metrics-server.sh" up
   log "cluster up in $((SECONDS - t0))s"
   cmd_env
 }
@@ -560,6 +597,8 @@ unmount_under() {
 cmd_down() {
   need_root "containers, cgroups, iptables"
   log "stopping cluster (state: ${STATE})"
+  "${HACK_DIR}/metrics-server.sh" down
+  "${HACK_DIR}/local-path.sh" down
   # Stop what would recreate pods, then let the kubelet tear pods down through CRI
   # (which also runs CNI DEL: veths, IPAM leases, portmap rules).
   stop kube-controller-manager
@@ -605,7 +644,8 @@ cmd_down() {
   unmount_under "${STATE}/containerd"
   cleanup_network
   # A restart starts from an empty cluster; PKI and containerd's image store are kept (cache).
-  # volumes/: host directories behind the tests' hostPath PersistentVolumes (tests/support).
+  # volumes/: host directories behind the tests' hostPath PersistentVolumes (tests/support)
+  # and the local-path provisioner's volumes (hack/local-path.sh).
   rm -rf "${STATE}/etcd" "${STATE}/kubelet" "${STATE}/cni/ipam" "${STATE}/volumes" "${CTRD_STATE}" "${RUN}"
   log "cluster down"
 }
@@ -627,9 +667,29 @@ cmd_status() {
   for c in etcd kube-apiserver kube-controller-manager kube-scheduler containerd kubelet kube-proxy; do
     if pid="$(pid_of "$c")"; then printf '%-24s running (pid %s)\n' "$c" "$pid"; else printf '%-24s stopped\n' "$c"; fi
   done
+  "${HACK_DIR}/local-path.sh" status
+  "${HACK_DIR}/metrics-server.sh" status
   if [[ -f "${KUBECONFIG_OUT}" ]] && https_ok "https://${NODE_IP}:${API_PORT}/readyz" >/dev/null 2>&1; then
     kc get nodes -o wide || true
   fi
+}
+
+# restart-apiserver [DOWN_SECS]: SIGKILL the kube-apiserver (as a crash would: watches
+# end without a goodbye), keep it down DOWN_SECS seconds, start it again with the same
+# flags and wait until ready. Starts it when it is not running; everything else is left
+# alone. For fault-injection tests (tests/faults).
+cmd_restart_apiserver() {
+  local down=${1:-0} pid
+  [[ $down =~ ^[0-9]+$ ]] || die "usage: $0 restart-apiserver [DOWN_SECS]"
+  if [[ ! -f "${KUBECONFIG_OUT}" ]] || ! pid_of etcd >/dev/null; then die "the cluster is not up; run '$0 up' first"; fi
+  if pid="$(pid_of kube-apiserver)"; then
+    log "killing kube-apiserver (pid $pid)"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_until 10 0.1 pid_gone "$pid" || die "kube-apiserver (pid $pid) survived SIGKILL"
+    rm -f "${RUN}/kube-apiserver.pid"
+  fi
+  sleep "$down"
+  start_apiserver
 }
 
 cmd_load_image() {
@@ -649,7 +709,7 @@ lock_state() {
 main() {
   local cmd=${1:-}
   shift || true
-  case "$cmd" in up | down | purge | load-image) lock_state ;; esac
+  case "$cmd" in up | down | purge | load-image | restart-apiserver) lock_state ;; esac
   case "$cmd" in
     up) cmd_up "$@" ;;
     down) cmd_down "$@" ;;
@@ -657,6 +717,7 @@ main() {
     env) cmd_env ;;
     status) cmd_status ;;
     load-image) cmd_load_image "$@" ;;
+    restart-apiserver) cmd_restart_apiserver "$@" ;;
     kubectl) kc "$@" ;;
     build) "${HACK_DIR}/build-k8s.sh" ;;
     *) usage ;;

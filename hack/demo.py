@@ -2,7 +2,8 @@
 """`make demo`: the whole driftloop story on the embedded cluster, narrated.
 
 data -> train -> serve -> traffic without drift -> traffic with drift -> Prometheus
-sees it -> the operator retrains -> the new version passes the policy -> promoted.
+sees it -> the operator retrains -> the new version passes the policy -> a canary step
+(half the pods, the candidate's live error rate checked in Prometheus) -> promoted.
 
 Run through `make demo` (it brings up the cluster, images and Prometheus first).
 Set KEEP=1 to leave the demo namespace behind for poking around.
@@ -10,6 +11,7 @@ Set KEEP=1 to leave the demo namespace behind for poking around.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
 from kubernetes import client, config
 
 from driftloop_testkit.cluster import EMBEDDED_KUBECONFIG, REPO, VERSIONS, Kubectl, wait_for
@@ -34,10 +37,18 @@ from driftloop_testkit.driftloop import (
 )
 from driftloop_testkit.helm import CHART, helm, values_file
 from driftloop_testkit.scenarios import approved_version, ready_dataset, serve, trained
-from driftloop_testkit.traffic import send
+from driftloop_testkit.traffic import predictor_service_url, scraped, send, send_spread
 
 NAMESPACE = os.environ.get("DEMO_NAMESPACE", "driftloop-demo")
 THRESHOLD = 0.25
+#: The candidate's share of failed requests while it takes half the pods (the canary's
+#: analysis; ${...} are filled in by the operator).
+CANDIDATE_ERROR_RATE = (
+    '(sum(rate(driftloop_inference_requests_total{namespace="${namespace}",'
+    'deployment="${deployment}",version="${version}",code=~"5.."}[40s])) or vector(0)) / '
+    'sum(rate(driftloop_inference_requests_total{namespace="${namespace}",'
+    'deployment="${deployment}",version="${version}"}[40s]))'
+)
 STARTED = time.monotonic()
 MILESTONES: list[tuple[str, float, str]] = []
 
@@ -91,7 +102,7 @@ def main() -> int:
 
     stop = start_operator(api, kubeconfig, kubectl, prometheus, image)
     try:
-        run_story(api, custom, kubectl, image)
+        run_story(api, custom, kubectl, image, prometheus)
     finally:
         if not os.environ.get("KEEP"):
             # While the operator runs, so it can lift its finalizers.
@@ -127,7 +138,6 @@ def start_operator(
         "artifacts": {"pvc": {"create": False}},
         "prometheus": {"url": f"http://{node_ip}:{port}"},
         "logFormat": "plain",
-        "extraEnv": [{"name": "DRIFTLOOP_POLL_INTERVAL", "value": "2"}],
     }
     say(
         f"helm install driftloop (operator in-cluster, watching {NAMESPACE}, "
@@ -166,7 +176,7 @@ def start_operator(
     return stop_helm
 
 
-def run_story(api: Any, custom: Any, kubectl: Kubectl, image: str) -> None:
+def run_story(api: Any, custom: Any, kubectl: Kubectl, image: str, prometheus: str) -> None:
     say("staging iris.csv (150 rows) on the artifact volume")
     stage_file(api, NAMESPACE, image, "data/iris.csv", iris_csv())
     ds = ready_dataset(custom, NAMESPACE, timeout=600)["status"]
@@ -181,18 +191,34 @@ def run_story(api: Any, custom: Any, kubectl: Kubectl, image: str) -> None:
     )
 
     # The Prometheus address is the operator's own setting (DEMO_PROMETHEUS).
-    serve(
-        custom,
-        NAMESPACE,
-        drift_loop_deployment(
-            channel="latestApproved",
-            rollout_deadline="3m",
-            triggers=[{"name": "drift", "threshold": THRESHOLD, "for": "6s"}],
-        ),
-        timeout=600,
+    deployment = drift_loop_deployment(
+        channel="latestApproved",
+        rollout_deadline="3m",
+        triggers=[{"name": "drift", "threshold": THRESHOLD, "for": "6s"}],
     )
+    # A new version first takes half the pods for 20 s of live traffic; its error rate
+    # must stay under 5% (one replica: one candidate pod beside the serving one).
+    deployment["spec"]["promotion"].update(
+        strategy="canary",
+        steps=[{"weight": 50, "pause": "20s"}],
+        analysis={
+            "metrics": [
+                {
+                    "name": "error-rate",
+                    "query": CANDIDATE_ERROR_RATE,
+                    "operator": "<",
+                    "threshold": 0.05,
+                }
+            ],
+            "interval": "5s",
+        },
+    )
+    serve(custom, NAMESPACE, deployment, timeout=600)
     url = ready_predictor_url(kubectl, NAMESPACE, "iris", 1, timeout=180)
     milestone("serve", f"Deployment iris serving version 1 at {url}")
+    # Rows served before Prometheus's first scrape of the pod are not in its counters'
+    # increase(): wait for that scrape before the traffic that should be counted.
+    scraped(prometheus, NAMESPACE, "iris")
 
     say("sending traffic that looks like the training data")
     send(url, batches=60)
@@ -243,9 +269,28 @@ def run_story(api: Any, custom: Any, kubectl: Kubectl, image: str) -> None:
     milestone(
         "retrained", f"{run.get('modelVersion')} accuracy {run['metrics'].get('accuracy', 0):.3f}"
     )
-    status = wait_status(
-        custom, "Deployment", "iris", lambda s: s.get("servingVersion") == 2, "promotion"
-    )
+    # The canary: live traffic through the Service reaches both versions' pods.
+    service = predictor_service_url(kubectl, NAMESPACE, "iris")
+    shown: set[str] = set()
+    deadline = time.monotonic() + 600
+    status = status_of(custom, "Deployment", "iris")
+    while status.get("servingVersion") != 2:
+        if time.monotonic() > deadline:
+            raise SystemExit("version 2 was never promoted; see .demo-operator.log")
+        with contextlib.suppress(requests.RequestException):  # pods come and go
+            send_spread(service, batches=4, shift=2.5)
+        canary = status.get("canary") or {}
+        for reading in canary.get("readings", []):
+            line = (
+                f"canary step {canary['step'] + 1}: {canary['weight']}% of the pods run "
+                f"version {canary['version']}; {reading['name']} = {reading['value']:.3f} "
+                f"{reading['operator']} {reading['threshold']}"
+            )
+            if reading.get("passed") and "canary" not in shown:
+                shown.add("canary")
+                milestone("canary", line)
+        time.sleep(1)
+        status = status_of(custom, "Deployment", "iris")
     new_url = ready_predictor_url(kubectl, NAMESPACE, "iris", 2, timeout=180)
     answers = send(new_url, batches=3, shift=2.5)
     milestone(

@@ -19,6 +19,10 @@ HACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "${HACK_DIR}/.." && pwd)"
 # shellcheck source=versions.env
 source "${HACK_DIR}/versions.env"
+# A worktree testing its own images next to another's names them apart (the tests read
+# the same variables: driftloop_testkit.driftloop.runtime_image).
+RUNTIME_IMAGE="${DRIFTLOOP_RUNTIME_IMAGE:-${RUNTIME_IMAGE}}"
+OPERATOR_IMAGE="${DRIFTLOOP_OPERATOR_IMAGE:-${OPERATOR_IMAGE}}"
 
 CACHE="${DRIFTLOOP_CACHE:-$HOME/.cache/driftloop}"
 STATE="${DRIFTLOOP_STATE:-/var/lib/driftloop-cluster}"
@@ -130,3 +134,73 @@ stop_pid() {
 # go_local ARGS...: go with the local toolchain only (never download one: only the module
 # proxy is reachable), module mode, static binaries, and niced for whoever shares the cores.
 go_local() { GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0 nice -n 15 go "$@"; }
+
+# go_install_once BIN PACKAGE@VERSION BUILDLOG: `go install` PACKAGE into BIN unless it is
+# there (cached across runs); a temporary GOBIN, renamed when complete, so an interrupted
+# build leaves no half binary. Concurrent callers wait on a lock beside BIN.
+go_install_once() {
+  local bin=$1 pkg=$2 buildlog=$3 name
+  [[ -x "${bin}" ]] && return
+  name="$(basename "${bin}")"
+  need_cmd go "go is needed to build ${pkg}"
+  lock 9 "$(dirname "${bin}")/.lock"
+  [[ -x "${bin}" ]] && return
+  mkdir -p "$(dirname "${buildlog}")"
+  log "building ${pkg} from the Go module proxy (once; log ${buildlog})"
+  local start=$SECONDS
+  rm -rf "${bin}.tmp"
+  if ! GOBIN="${bin}.tmp" GOFLAGS=-buildvcs=false go_local install -trimpath -ldflags '-s -w' \
+    "${pkg}" >"${buildlog}" 2>&1; then
+    tail -20 "${buildlog}" >&2
+    die "${pkg} build failed"
+  fi
+  local built="${pkg%@*}"
+  mv "${bin}.tmp/${built##*/}" "${bin}"
+  rm -rf "${bin}.tmp"
+  log "built ${name} in $((SECONDS - start))s"
+}
+
+# ----------------------------------------------------------------------------- host add-ons
+# Cluster add-ons that run as host processes (hack/local-path.sh, hack/metrics-server.sh)
+# act as a ServiceAccount through a kubeconfig holding its token Secret's token.
+
+# sa_token_ready NS SA: the token Secret NS/SA-token has been filled in.
+sa_token_ready() {
+  local ns=$1 sa=$2
+  [[ -n "$("${K8S_BIN}/kubectl" --kubeconfig "${STATE}/kubeconfig" -n "${ns}" get secret "${sa}-token" \
+    -o jsonpath='{.data.token}' 2>/dev/null)" ]]
+}
+
+# write_sa_kubeconfig NS SA FILE: FILE holds a kubeconfig for NS/SA (its token Secret's
+# token, the cluster CA). Succeeds when FILE changed (a new token: restart the process),
+# fails when it was already up to date.
+write_sa_kubeconfig() {
+  local ns=$1 sa=$2 file=$3 token tmp="$3.tmp"
+  token="$("${K8S_BIN}/kubectl" --kubeconfig "${STATE}/kubeconfig" -n "${ns}" get secret "${sa}-token" \
+    -o jsonpath='{.data.token}' | base64 -d)"
+  mkdir -p "$(dirname "${file}")"
+  (
+    umask 077
+    cat >"${tmp}" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: driftloop
+  cluster:
+    server: https://${NODE_IP}:6443
+    certificate-authority-data: $(base64 -w0 "${STATE}/pki/ca.crt")
+users:
+- name: ${sa}
+  user: {token: ${token}}
+contexts:
+- name: driftloop
+  context: {cluster: driftloop, user: ${sa}}
+current-context: driftloop
+KUBECONFIG
+  )
+  if cmp -s "${tmp}" "${file}"; then
+    rm -f "${tmp}"
+    return 1
+  fi
+  mv "${tmp}" "${file}"
+}

@@ -53,6 +53,9 @@ YAML
 
 up() {
   local kubeconfig=${1:-${KUBECONFIG:-$STATE/kubeconfig}}
+  # One `up` at a time (parallel test workers each ask for it): they share the config
+  # file and the server.
+  lock 9 "$DIR/.lock"
   install
   write_config "$(readlink -f "$kubeconfig")"
   [[ -f $DIR/targets.json ]] || echo '[]' >"$DIR/targets.json"

@@ -91,6 +91,8 @@ ensure_bucket() {
 }
 
 up() {
+  # One `up` at a time (parallel test workers each ask for it).
+  lock 9 "$STATE/s3.lock"
   ensure_binary
   ensure_credentials
   mkdir -p "$DIR/data" "$LOGS"

@@ -7,6 +7,7 @@ profile and training Jobs write to s3://, the predictor downloads from it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,18 @@ from driftloop_testkit.driftloop import (
     OperatorProcess,
     condition,
     create_cr,
+    kubectl_driftloop,
     ready_predictor_url,
     running_operator,
     wait_cr,
 )
 from driftloop_testkit.s3 import S3_SECRET, S3Server
-from driftloop_testkit.scenarios import has_reason, train_then_serve, verified_version
+from driftloop_testkit.scenarios import (
+    has_reason,
+    ready_dataset,
+    train_then_serve,
+    verified_version,
+)
 from driftloop_testkit.traffic import infer
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3]
@@ -101,3 +108,38 @@ def test_missing_credentials_secret_is_reported(
         custom, namespace, "Dataset", "iris", has_reason("ArtifactStoreMissing"), timeout=60
     )
     assert f"Secret {S3_SECRET!r}" in condition(dataset)["message"]
+
+
+def test_a_file_uploaded_with_the_plugin_is_a_dataset_source(
+    s3_operator: OperatorProcess,
+    s3_secret: str,
+    s3: S3Server,
+    custom: Any,
+    kubeconfig: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """``kubectl driftloop upload --to s3://...`` with the keys of the namespace's Secret
+    (none in the environment): the Dataset reads the object it wrote."""
+    local = tmp_path / "iris.csv"
+    local.write_text(iris_csv())
+    source = f"s3://{s3.bucket}/{namespace}/uploaded/iris.csv"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    out = kubectl_driftloop(
+        kubeconfig,
+        namespace,
+        "upload",
+        str(local),
+        "--to",
+        source,
+        "--secret",
+        s3_secret,
+        "--endpoint",
+        s3.endpoint,
+        env=env,
+    ).stdout
+    assert f"wrote {local.stat().st_size} bytes to {source}" in out, out
+    assert f"Dataset source: {source}" in out, out
+
+    dataset = ready_dataset(custom, namespace, source)
+    assert dataset["status"]["rows"] == 150

@@ -4,7 +4,7 @@ Each case creates the condition on the cluster (an unbound claim, a quota of no 
 image that does not exist, a Secret without a key, a server that keeps exiting) and waits
 a bounded time for the reason the operator reports, then fixes the cause where a user
 could and waits for the reason to go. The operator runs as a subprocess, as in
-test_operator.py, polling every 2 s.
+test_operator.py, and reacts to the pods', Jobs' and FailedCreate Events' watch events.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from driftloop_testkit.scenarios import has_reason, in_phase, is_ready, ready_da
 pytestmark = pytest.mark.cluster
 
 #: How long a stuck pod may take to show in Ready: the Job or ReplicaSet controller, the
-#: scheduler or kubelet, then one poll of the operator (2 s in tests).
+#: scheduler or kubelet, then the operator's reconcile on their watch event.
 REPORTED = 90
 #: An image reference that resolves nowhere (.invalid is reserved): the pull fails fast.
 NO_IMAGE = "registry.invalid/driftloop/no-such-image:0"
@@ -69,7 +69,8 @@ def waiting_on(obj: dict[str, Any], reason: str) -> None:
 
 
 def announced_once(kubectl: Kubectl, namespace: str, kind: str, name: str, reason: str) -> None:
-    """Several polls after the report, still one event: not one per poll."""
+    """Several reconciles after the report (the pod's status keeps changing), still one
+    event: not one per reconcile."""
     time.sleep(8)
     assert warnings(kubectl, namespace, kind, name, reason) == 1
 

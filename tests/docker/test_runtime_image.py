@@ -170,6 +170,8 @@ def served(image: str, artifacts: Path, trained: dict[str, str]) -> Iterator[str
         "DRIFTLOOP_WORKERS=2",
         "-e",
         f"DRIFTLOOP_PORT={port}",
+        "-e",  # host network: the default gRPC port may be taken by another server here
+        f"DRIFTLOOP_GRPC_PORT={free_port()}",
         "-e",
         "DRIFTLOOP_HOST=127.0.0.1",
         image,
@@ -278,6 +280,8 @@ def test_image_trains_to_and_serves_from_s3(
         f"DRIFTLOOP_ARTIFACT_SHA256={result['sha256']}",
         "-e",
         f"DRIFTLOOP_PORT={port}",
+        "-e",  # host network: the default gRPC port may be taken by another server here
+        f"DRIFTLOOP_GRPC_PORT={free_port()}",
         "-e",
         "DRIFTLOOP_HOST=127.0.0.1",
         image,

@@ -26,7 +26,7 @@ from driftloop_testkit.driftloop import (
     wait_cr,
 )
 from driftloop_testkit.scenarios import first_version, is_serving, serve
-from driftloop_testkit.traffic import send
+from driftloop_testkit.traffic import scraped, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
 
@@ -65,6 +65,7 @@ def test_drift_retrains_and_promotes(
         ),
     )
     url = ready_predictor_url(kubectl, namespace, "iris", 1)
+    scraped(prometheus, namespace, "iris")
 
     # Traffic like the training data: the drift score stays low, nothing retrains.
     send(url, batches=60, shift=0.0)
@@ -106,9 +107,11 @@ def test_drift_retrains_and_promotes(
     mv2 = get_cr(custom, namespace, "ModelVersion", "iris-v2")
     assert mv2 is not None
     assert mv2["spec"]["lineage"]["trainingRun"] == run_names[0]
+    # Exact lineage: the run trained on the snapshot of the version the Dataset validated,
+    # not on the file that landed since (it is used once the Dataset validates it).
     assert (
         mv2["spec"]["lineage"]["datasetDigest"]
-        != get_cr(custom, namespace, "ModelVersion", "iris-v1")["spec"]["lineage"]["datasetDigest"]
+        == get_cr(custom, namespace, "ModelVersion", "iris-v1")["spec"]["lineage"]["datasetDigest"]
     )  # type: ignore[index]
 
     # Drift against the new version continues; the cooldown allows no second run.
@@ -122,6 +125,56 @@ def test_drift_retrains_and_promotes(
         timeout=120,
     )
     assert len(_runs(custom, namespace, "iris")) == 1
+
+
+def test_the_calibrated_default_trigger_stays_calm_then_fires(
+    operator: OperatorProcess,
+    prometheus: str,
+    custom: Any,
+    kubectl: Kubectl,
+    namespace: str,
+    stage: Any,
+) -> None:
+    """A drift trigger without threshold: the pooled PSI relative to each feature's
+    threshold calibrated at training time (window 200 rows, 1% false alarms), firing
+    above 1.  Undrifted traffic reads below 1 and starts nothing; shifted traffic
+    starts a run.  (Stops there: the promotion is the test above.)"""
+    _first_version(custom, namespace, stage)
+    serve(
+        custom,
+        namespace,
+        drift_loop_deployment(prometheus=prometheus, triggers=[{"name": "drift", "for": "6s"}]),
+    )
+    url = ready_predictor_url(kubectl, namespace, "iris", 1)
+    scraped(prometheus, namespace, "iris")
+
+    send(url, batches=60, shift=0.0)
+    observed = wait_cr(
+        custom,
+        namespace,
+        "Deployment",
+        "iris",
+        lambda o: any(d.get("value") is not None for d in o["status"].get("drift", [])),
+        timeout=120,
+        what="a calibrated drift reading from Prometheus",
+    )
+    reading = observed["status"]["drift"][0]
+    assert reading["calibrated"] is True, reading
+    assert reading["threshold"] == 1.0
+    assert 0 < reading["value"] < 1, reading
+    time.sleep(8)  # longer than `for`: a calm reading must not fire
+    assert _runs(custom, namespace, "iris") == []
+
+    started = time.monotonic()
+    run_names: list[str] = []
+    while not run_names and time.monotonic() - started < 120:
+        send(url, batches=20, shift=1.0)
+        run_names = [r["metadata"]["name"] for r in _runs(custom, namespace, "iris")]
+    assert len(run_names) == 1, "calibrated drift did not start a retraining run"
+    deployment = get_cr(custom, namespace, "Deployment", "iris")
+    assert deployment is not None
+    assert deployment["status"]["retrainHistory"][0]["value"] > 1.0
+    assert condition(deployment, "Retraining")["reason"] == "DriftDetected"
 
 
 def test_promotion_policy_rejects_a_worse_model(

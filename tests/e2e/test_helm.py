@@ -103,7 +103,7 @@ def _values(watch: list[str]) -> dict[str, Any]:
         "crds": {"enabled": False},  # the suite applies crds/ itself (see tests/cluster)
         "image": {**_image("OPERATOR_IMAGE"), "pullPolicy": "IfNotPresent"},
         "runtime": {"image": {**_image("RUNTIME_IMAGE"), "pullPolicy": "IfNotPresent"}},
-        "artifacts": {"pvc": {"create": False}},  # the test makes a hostPath-backed claim
+        "artifacts": {"pvc": {"create": False}},  # the test's artifact_store makes the claim
         "watchNamespaces": watch,
         "logFormat": "plain",
     }
@@ -156,11 +156,29 @@ def test_helm_install_runs_the_example_flow(
                 "-l",
                 f"app.kubernetes.io/instance={release.name}",
             )["items"][0]["status"].get("readyReplicas")
-            == 1
+            == 2
         ),
         timeout=180,
         what="upgraded operator ready",
     )
+
+    # Two replicas, one leader: the Lease names one of the current pods (the old leader
+    # released it on SIGTERM during the rolling update; the chart's Role allows this).
+    def leader_is_a_current_pod() -> bool:
+        pods = kubectl.json(
+            "get",
+            "pods",
+            "-n",
+            release.namespace,
+            "-l",
+            f"app.kubernetes.io/instance={release.name}",
+        )["items"]
+        names = {p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")}
+        lease = kubectl.json("get", "lease", "-n", release.namespace, f"{release.name}-driftloop")
+        holder = str(lease["spec"].get("holderIdentity") or "")
+        return holder.rsplit("_", 1)[0] in names
+
+    wait_for(leader_is_a_current_pod, timeout=120, what="a current pod holding the Lease")
     # Users' objects go first, while the operator can still lift its finalizers.
     delete_crs(kubectl, namespace)
     release.helm("uninstall", release.name, "--namespace", release.namespace, "--wait")

@@ -94,7 +94,8 @@ The rules on namespaced resources, shared by the ClusterRole (cluster-wide mode)
 per-namespace Roles (watchNamespaces). One comment per rule says why it is needed.
 */}}
 {{- define "driftloop.namespacedRules" -}}
-# Watch the four kinds; kopf keeps its progress and finalizers in metadata, hence patch.
+# Watch the four kinds (the operator's cache); patch only lifts the finalizer that
+# releases before 0.2 put on objects (kopf's), so that they can still be deleted.
 - apiGroups: [driftloop.dev]
   resources: [datasets, trainingruns, modelversions, deployments]
   verbs: [get, list, watch, patch]
@@ -108,31 +109,42 @@ per-namespace Roles (watchNamespaces). One comment per rule says why it is neede
   verbs: [create]
 # Training and data profiling run as batch/v1 Jobs. Training Jobs go with their
 # TrainingRun (garbage collection); the operator deletes a Dataset's superseded
-# profile Jobs once a newer profile is recorded in status.
+# profile Jobs once a newer profile is recorded in status, and a finished run's Job
+# after finishedJobRetention. Watched (ours only, by label) to react to their status.
 - apiGroups: [batch]
   resources: [jobs]
-  verbs: [get, list, create, delete]
+  verbs: [get, list, watch, create, delete]
 # Training results come back in the Job pod's termination message; a pod that cannot
 # run (unschedulable, image pull, missing Secret key, crash loop) is reported in Ready.
+# Watched (ours only, by label).
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list]
-# A driftloop Deployment is served by an apps/v1 Deployment (server-side applied) ...
+  verbs: [get, list, watch]
+# A driftloop Deployment is served by an apps/v1 Deployment (server-side applied, and
+# watched by label), plus a second one for a canary, deleted when the canary ends; with
+# promotion strategy shadow a candidate's own one, and its Service, deleted once it is
+# judged) ...
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, create, patch]
-# ... behind a Service.
+  verbs: [get, list, watch, create, patch, delete]
+# ... behind a Service ...
 - apiGroups: [""]
   resources: [services]
-  verbs: [get, create]
-# Events on the objects (kopf's handler events, retraining triggers, rollbacks).
+  verbs: [get, create, delete]
+# ... and, with spec.autoscaling, scaled by a HorizontalPodAutoscaler (server-side applied;
+# deleted when autoscaling is removed).
+- apiGroups: [autoscaling]
+  resources: [horizontalpodautoscalers]
+  verbs: [get, create, patch, delete]
+# Events on the objects (retraining triggers, rollbacks, pods that cannot run).
 - apiGroups: ["", events.k8s.io]
   resources: [events]
   verbs: [create, patch]
-# A Job whose pods the API server refuses (a quota) says so only in its FailedCreate event.
+# A Job whose pods the API server refuses (a quota) says so only in its FailedCreate
+# event: those are watched (selected by reason on the server).
 - apiGroups: [""]
   resources: [events]
-  verbs: [list]
+  verbs: [list, watch]
 # Prometheus bearer-token and S3 credential Secrets a spec names; names are chosen by
 # users, so this cannot be narrowed with resourceNames (see docs/security.md).
 - apiGroups: [""]
@@ -148,4 +160,9 @@ per-namespace Roles (watchNamespaces). One comment per rule says why it is neede
   resources: [servicemonitors]
   verbs: [get, create]
 {{- end }}
+{{- end }}
+
+{{/* The leader-election Lease, in the release namespace. */}}
+{{- define "driftloop.leaseName" -}}
+{{- default (include "driftloop.fullname" .) .Values.leaderElection.leaseName -}}
 {{- end }}

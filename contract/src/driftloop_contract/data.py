@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from ._base import Payload
+from .tasks import Task
 
 
 class FeatureType(enum.StrEnum):
@@ -46,7 +47,8 @@ class DatasetSpec(Payload):
     """Where the data is and what it must look like."""
 
     #: A CSV or Parquet file: an absolute path on the artifact volume, file://,
-    #: http(s):// or s3://.
+    #: http(s):// or s3://; or a directory / prefix of Parquet files (a local path
+    #: that is a directory, or an s3:// URI ending in "/"), hive partitions allowed.
     source: str = Field(min_length=1, max_length=2048, pattern=r"^(/|file://|https?://|s3://)")
     #: ``auto`` picks by the file extension.
     format: Literal["csv", "parquet", "auto"] = "auto"
@@ -54,6 +56,9 @@ class DatasetSpec(Payload):
     features: list[FeatureSpec] = Field(min_length=1, max_length=512)
     #: Column holding the label to predict.
     target: Identifier
+    #: What the target is for: classification needs at least two classes, regression
+    #: a numeric target.  None: checked when a run names an estimator.
+    task: Task | None = None
     validation: ValidationRules = Field(default_factory=ValidationRules)
 
 
@@ -61,6 +66,10 @@ class ValidationRule(enum.StrEnum):
     """``rule`` values of a ValidationFailed result (camelCase like the CRD)."""
 
     readable = "readable"  # the file could not be parsed as CSV/Parquet
+    empty_file = "emptyFile"  # zero bytes (or only blank lines)
+    no_rows = "noRows"  # a header, no data rows
+    malformed_row = "malformedRow"  # a CSV row with more or fewer fields than the header
+    duplicate_column = "duplicateColumn"  # two columns of one name
     missing_column = "missingColumn"
     missing_target = "missingTarget"
     min_rows = "minRows"
@@ -68,4 +77,8 @@ class ValidationRule(enum.StrEnum):
     max_null_ratio = "maxNullRatio"
     allowed_values = "allowedValues"
     numeric_type = "numericType"
-    target_classes = "targetClasses"  # classification target with < 2 classes
+    non_finite = "nonFinite"  # inf or -inf in a numeric column
+    target_classes = "targetClasses"  # a target with fewer than 2 distinct values
+    target_numeric = "targetNumeric"  # a regression target with non-numeric values
+    no_files = "noFiles"  # a prefix/directory source holding no data file
+    schema_mismatch = "schemaMismatch"  # files of one prefix with different schemas

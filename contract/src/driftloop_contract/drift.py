@@ -34,3 +34,31 @@ DRIFT_THRESHOLDS: Final[dict[DriftMethod, float]] = {
     DriftMethod.jensen_shannon: 0.1,
     DriftMethod.wasserstein: 0.1,
 }
+
+
+# Calibrated thresholds (see docs/drift.md, "Calibrated thresholds").  The training and
+# profile Jobs bootstrap each feature's binned statistic under no drift for these live
+# window sizes and store it in profile.json ("calibration"); the server turns it into a
+# per-feature threshold for its own window and the Deployment's false-alarm rate.
+#: Live window sizes (rows) the no-drift distribution is estimated for.
+CALIBRATION_WINDOWS: Final = (100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000)
+#: Methods with a calibrated threshold: the binned ones by bootstrap, ks and chi2 from
+#: their p-values.  Wasserstein has none (the fixed DRIFT_THRESHOLDS value applies).
+CALIBRATED_METHODS: Final = frozenset(
+    {DriftMethod.psi, DriftMethod.jensen_shannon, DriftMethod.ks, DriftMethod.chi2}
+)
+#: Target rate of false alarms per evaluation of a calibrated trigger with no drift,
+#: over all features together (each feature is tested at the Sidak level).
+DEFAULT_FALSE_ALARM_RATE: Final = 0.01
+#: Binned methods compare live rows per reference decile bin: below 10 expected rows per
+#: bin (100 rows) the statistic is mostly sampling noise.  The smallest window they
+#: accept, and the fewest live rows the pooled trigger query evaluates.
+MIN_BINNED_ROWS: Final = 100
+BINNED_METHODS: Final = frozenset({DriftMethod.psi, DriftMethod.jensen_shannon, DriftMethod.chi2})
+
+
+def sidak_level(false_alarm_rate: float, features: int) -> float:
+    """Per-feature level whose max over ``features`` independent tests fires at
+    ``false_alarm_rate``: 1 - (1 - rate)^(1/features) (Sidak; conservative for the
+    positively dependent features real data has)."""
+    return float(1.0 - (1.0 - false_alarm_rate) ** (1.0 / max(features, 1)))

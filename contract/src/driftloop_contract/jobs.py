@@ -46,6 +46,10 @@ REASON_TRAINING_FAILED: Final = "TrainingFailed"
 REASON_OUTPUT_CONFLICT: Final = "OutputConflict"
 #: The s3:// artifact store could not be read or written (transient: exit 1).
 REASON_ARTIFACT_STORE_UNAVAILABLE: Final = "ArtifactStoreUnavailable"
+#: The requested dataset snapshot is not in the store (never validated, or removed).
+REASON_SNAPSHOT_MISSING: Final = "SnapshotMissing"
+#: A stored snapshot's bytes do not hash to its digest: refused, nothing is trained.
+REASON_SNAPSHOT_CORRUPT: Final = "SnapshotCorrupt"
 
 
 class Evaluation(Payload):
@@ -62,12 +66,22 @@ class Evaluation(Payload):
     min_scores: dict[str, float] = Field(default_factory=dict, alias="minScores")
 
 
+class SnapshotRef(Payload):
+    """A content-addressed dataset snapshot (layout.snapshot_location)."""
+
+    uri: str = Field(min_length=1, max_length=2048)
+    digest: str = Field(pattern=r"^sha256:[a-f0-9]{64}$")
+
+
 class ProfileRequest(Payload):
     """`driftloop-runtime profile`: validate a dataset, digest and profile it."""
 
     dataset: DatasetSpec
     #: Directory (under ARTIFACT_MOUNT) or s3:// prefix where profile.json is written.
     output_dir: str = Field(alias="outputDir")
+    #: layout.snapshot_root of the artifact store: a validated version is stored
+    #: there under its digest (once).  None: no snapshot is kept.
+    snapshot_root: str | None = Field(default=None, alias="snapshotRoot")
 
 
 class ProfileResult(Payload):
@@ -77,11 +91,22 @@ class ProfileResult(Payload):
     rows: int | None = None
     columns: int | None = None
     profile_uri: str | None = Field(default=None, alias="profileUri")
+    #: Where the validated content is stored (layout.snapshot_location).
+    snapshot_uri: str | None = Field(default=None, alias="snapshotUri")
     #: Set when ``ok`` is false: the rule that failed and the column concerned.
     reason: str | None = None
     rule: str | None = None
     column: str | None = None
     message: str | None = None
+
+
+class Sampling(Payload):
+    """Train on a sample of the rows (estimators that cannot learn incrementally)."""
+
+    #: Rows kept (when the data has more), drawn with the evaluation seed.
+    max_rows: int = Field(alias="maxRows", ge=2)
+    #: Keep each class's share of the rows (classification only).
+    stratified: bool = True
 
 
 class TrainRequest(Payload):
@@ -95,6 +120,10 @@ class TrainRequest(Payload):
     #: Final artifact directory (under ARTIFACT_MOUNT), written atomically, or an
     #: s3:// prefix, committed by writing its manifest last.
     output_dir: str = Field(alias="outputDir")
+    #: Train on this validated snapshot (its digest checked on read) instead of
+    #: re-reading ``dataset.source``.
+    snapshot: SnapshotRef | None = None
+    sampling: Sampling | None = None
 
 
 class TrainResult(Payload):
@@ -103,11 +132,15 @@ class TrainResult(Payload):
     #: hex digest of MODEL_FILE.
     sha256: str | None = None
     dataset_digest: str | None = Field(default=None, alias="datasetDigest")
+    #: The snapshot trained on (None: the live source was read).
+    snapshot_uri: str | None = Field(default=None, alias="snapshotUri")
     rows: int | None = None
     task: Task | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     gates_passed: bool | None = Field(default=None, alias="gatesPassed")
     failed_gates: list[str] = Field(default_factory=list, alias="failedGates")
+    #: Versions of the libraries that trained the model (python, scikit-learn...).
+    library_versions: dict[str, str] = Field(default_factory=dict, alias="libraryVersions")
     reason: str | None = None
     rule: str | None = None
     column: str | None = None

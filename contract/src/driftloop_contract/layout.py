@@ -30,3 +30,24 @@ ENV_AWS_ACCESS_KEY_ID: Final = "AWS_ACCESS_KEY_ID"
 ENV_AWS_SECRET_ACCESS_KEY: Final = "AWS_SECRET_ACCESS_KEY"
 #: Keys of the credentials Secret the operator reads into the two variables above.
 S3_SECRET_KEYS: Final = (ENV_AWS_ACCESS_KEY_ID, ENV_AWS_SECRET_ACCESS_KEY)
+
+# Content-addressed dataset snapshots: the bytes a profile Job validated, stored once
+# under their digest, ``<root>/snapshots/sha256/<hex>/``: ``data/<file>`` (the source
+# file, or every file of a prefix at its relative path) and ``manifest.json`` (written
+# last: the commit marker) = {"digest", "format", "source", "files": {path: sha256}}.
+SNAPSHOTS_DIR: Final = "snapshots"
+SNAPSHOT_DATA_DIR: Final = "data"
+DIGEST_PREFIX: Final = "sha256:"
+
+
+def snapshot_root(artifact_root: str) -> str:
+    """Where snapshots of every digest live under an artifact root (path or s3://bucket)."""
+    return f"{artifact_root.rstrip('/')}/{SNAPSHOTS_DIR}"
+
+
+def snapshot_location(artifact_root: str, digest: str) -> str:
+    """The snapshot directory (or s3:// prefix) of the content ``sha256:<hex>``."""
+    hex_digest = digest.removeprefix(DIGEST_PREFIX)
+    if len(hex_digest) != 64 or any(c not in "0123456789abcdef" for c in hex_digest):
+        raise ValueError(f"not a sha256:<64 hex> digest: {digest!r}")
+    return f"{snapshot_root(artifact_root)}/sha256/{hex_digest}"

@@ -54,6 +54,17 @@ def is_true(status: Mapping[str, Any], type_: str = READY) -> bool:
     return condition is not None and condition.get("status") == "True"
 
 
+def compact(value: Any) -> Any:
+    """``value`` without None inside objects: the API server prunes a null of a field
+    that is not nullable, so a None kept in a status record would differ from what is
+    stored, and be written again at every reconcile."""
+    if isinstance(value, Mapping):
+        return {k: compact(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    return value
+
+
 def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict[str, Any]:
     """A JSON merge patch turning ``current`` status into ``desired`` (``{}``: no change).
 
@@ -65,6 +76,14 @@ def status_patch(current: Mapping[str, Any], desired: Mapping[str, Any]) -> dict
         if value is None:
             if key in current:
                 patch[key] = None
+            continue
+        if isinstance(value, Mapping) and isinstance(current.get(key), Mapping):
+            # A merge patch merges objects: keys the new value lacks (or sets to None)
+            # must be removed explicitly.
+            kept = compact(value)
+            if dict(current[key]) != kept:
+                gone = {k: None for k in current[key] if k not in kept}
+                patch[key] = {**gone, **kept}
         elif current.get(key) != value:
             patch[key] = value
     return patch

@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from driftloop.api import API_VERSION, KindInfo
-from driftloop.client import ConflictError, Obj
+from driftloop.client import ConflictError, Obj, events_about
 from driftloop.conditions import now_rfc3339
 
+LEASE = "coordination.k8s.io/v1"
 Key = tuple[str, str, str, str]  # (apiVersion, kind, namespace, name)
 
 
 @dataclass(frozen=True)
 class Write:
-    """One write a reconcile sent: ``verb`` is create, apply, patch_status or delete."""
+    """One write: ``verb`` is create, apply, patch_status, delete or update (a Lease)."""
 
     verb: str
     kind: str
@@ -70,6 +71,10 @@ class FakeKube:
         meta.setdefault("generation", 1)
         meta.setdefault("creationTimestamp", self.now)
         meta["resourceVersion"] = str(next(self._versions))
+        if stored.get("kind") == "Service":  # the API server allocates a ClusterIP
+            stored.setdefault("spec", {}).setdefault(
+                "clusterIP", f"10.96.0.{len(self.objects) % 250 + 2}"
+            )
         self.objects[self._key(stored)] = stored
         return stored
 
@@ -124,7 +129,7 @@ class FakeKube:
         name: str,
         patch: Obj,
         resource_version: str | None = None,
-    ) -> None:
+    ) -> Obj | None:
         stored = self.objects[(API_VERSION, kind.kind, namespace, name)]
         if resource_version and stored["metadata"]["resourceVersion"] != resource_version:
             raise ConflictError(f"{kind.kind} {namespace}/{name} changed since it was read")
@@ -136,12 +141,36 @@ class FakeKube:
             else:
                 status[key] = copy.deepcopy(value)
         stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        return copy.deepcopy(stored)
 
     def get_job(self, namespace: str, name: str) -> Obj | None:
         return self._get("batch/v1", "Job", namespace, name)
 
     def list_jobs(self, namespace: str, selector: str) -> builtins.list[Obj]:
         return self._list("batch/v1", "Job", namespace, selector)
+
+    def apply_hpa(self, manifest: Obj) -> Obj:
+        key = self._key(manifest)
+        self.writes.append(Write("apply", key[1], key[3], copy.deepcopy(dict(manifest))))
+        existing = self.objects.get(key)
+        if existing is None:
+            return copy.deepcopy(self.add(manifest))
+        existing["spec"] = copy.deepcopy(manifest.get("spec"))
+        existing["metadata"]["resourceVersion"] = str(next(self._versions))
+        return copy.deepcopy(existing)
+
+    def delete_hpa(self, namespace: str, name: str) -> None:
+        key = ("autoscaling/v2", "HorizontalPodAutoscaler", namespace, name)
+        if self.objects.pop(key, None) is not None:
+            self.writes.append(Write("delete", "HorizontalPodAutoscaler", name))
+
+    def delete_deployment(self, namespace: str, name: str) -> None:
+        if self.objects.pop(("apps/v1", "Deployment", namespace, name), None) is not None:
+            self.writes.append(Write("delete", "Deployment", name))
+
+    def delete_service(self, namespace: str, name: str) -> None:
+        if self.objects.pop(("v1", "Service", namespace, name), None) is not None:
+            self.writes.append(Write("delete", "Service", name))
 
     def delete_job(self, namespace: str, name: str) -> None:
         if self.objects.pop(("batch/v1", "Job", namespace, name), None) is not None:
@@ -151,12 +180,7 @@ class FakeKube:
         return self._list("v1", "Pod", namespace, selector)
 
     def list_events(self, namespace: str, kind: str, name: str, uid: str) -> builtins.list[Obj]:
-        about = {"kind": kind, "name": name, "uid": uid}
-        return [
-            event
-            for event in self._list("v1", "Event", namespace, "")
-            if {k: (event.get("involvedObject") or {}).get(k) for k in about} == about
-        ]
+        return events_about(self._list("v1", "Event", namespace, ""), kind, name, uid)
 
     def get_deployment(self, namespace: str, name: str) -> Obj | None:
         return self._get("apps/v1", "Deployment", namespace, name)
@@ -177,6 +201,29 @@ class FakeKube:
 
     def crd_established(self, name: str) -> bool:
         return name in self.crds
+
+    # ------------------------------------------------------------------ leases
+
+    def get_lease(self, namespace: str, name: str) -> Obj | None:
+        return self._get(LEASE, "Lease", namespace, name)
+
+    def create_lease(self, lease: Obj) -> Obj:
+        if self._key(lease) in self.objects:
+            raise ConflictError(f"lease {lease['metadata']['name']} exists")
+        stored = self.add(lease)
+        self.writes.append(Write("create", "Lease", stored["metadata"]["name"], lease))
+        return copy.deepcopy(stored)
+
+    def update_lease(self, lease: Obj) -> Obj:
+        key = self._key(lease)
+        stored = self.objects.get(key)
+        version = lease["metadata"].get("resourceVersion")
+        if stored is None or stored["metadata"]["resourceVersion"] != version:
+            raise ConflictError(f"lease {key[3]} changed since it was read")
+        stored["spec"] = copy.deepcopy(lease["spec"])
+        stored["metadata"]["resourceVersion"] = str(next(self._versions))
+        self.writes.append(Write("update", "Lease", key[3], copy.deepcopy(lease["spec"])))
+        return copy.deepcopy(stored)
 
     # ---------------------------------------------------------------- helpers
 

@@ -25,6 +25,24 @@ STATUS_PATCHES = Counter(
     "Status patches sent (reconciles that changed nothing send none).",
     ["kind"],
 )
+QUEUE_DEPTH = Gauge(
+    "driftloop_operator_workqueue_depth",
+    "Objects waiting for a reconcile worker.",
+)
+QUEUE_RETRIES = Counter(
+    "driftloop_operator_workqueue_retries_total",
+    "Reconciles queued again after a failure or a conflict.",
+    ["kind"],
+)
+API_REQUESTS = Counter(
+    "driftloop_operator_api_requests_total",
+    "Requests the reconcilers sent to the API server (watches excluded), by verb and resource.",
+    ["verb", "resource"],
+)
+API_THROTTLED_SECONDS = Counter(
+    "driftloop_operator_api_throttled_seconds_total",
+    "Time reconcilers waited for the client-side rate limiter.",
+)
 
 
 class PhaseTracker:

@@ -25,6 +25,9 @@ LABEL_DATASET = f"{GROUP}/dataset"
 LABEL_TRAINING_RUN = f"{GROUP}/training-run"
 LABEL_TRAINING_RUN_UID = f"{GROUP}/training-run-uid"
 LABEL_TRIGGER = f"{GROUP}/trigger"
+#: On a canary's predictor and pods: "canary" (the serving predictor's pods have none).
+LABEL_TRACK = f"{GROUP}/track"
+TRACK_CANARY = "canary"
 ANNOTATION_SPEC_HASH = f"{GROUP}/spec-hash"
 
 
@@ -58,6 +61,16 @@ def model_version(model: str, version: int) -> str:
 def predictor(deployment: str) -> str:
     """The apps/v1 Deployment and Service serving a driftloop Deployment."""
     return child_name(deployment, "predictor", max_length=MAX_NAME - 10)
+
+
+def canary_predictor(deployment: str) -> str:
+    """The apps/v1 Deployment running a canary's candidate, behind the predictor's Service."""
+    return child_name(deployment, "canary", max_length=MAX_NAME - 10)
+
+
+def shadow(deployment: str) -> str:
+    """The apps/v1 Deployment and Service of a candidate shadowing live traffic."""
+    return child_name(deployment, "shadow", max_length=MAX_NAME - 10)
 
 
 def retraining_run(deployment: str, trigger: str, window: int) -> str:

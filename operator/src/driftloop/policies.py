@@ -19,9 +19,11 @@ from driftloop.api import (
     APPROVAL_ANNOTATION,
     Approval,
     Channel,
+    DatasetSpec,
     ModelSelector,
     Promotion,
     TrainingRunPhase,
+    TrainingRunTemplate,
 )
 
 Obj = Mapping[str, Any]
@@ -95,6 +97,77 @@ def termination_message(pods: Iterable[Obj], container: str) -> str | None:
     return best[1] if best else None
 
 
+def image_id(pods: Iterable[Obj], container: str) -> str | None:
+    """The image digest (``imageID``) ``container`` ran with in the newest finished pod.
+
+    The kubelet reports the image it actually ran, resolved to a digest, whatever
+    tag the pod spec named: the lineage records that, not the tag.
+    """
+    best: tuple[str, str] | None = None
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            image = status.get("imageID")
+            if status.get("name") != container or not image:
+                continue
+            finished = ((status.get("state") or {}).get("terminated") or {}).get("finishedAt")
+            if best is None or (finished or "") > best[0]:
+                best = (finished or "", str(image))
+    return best[1] if best else None
+
+
+#: Inputs of a training run recorded in a ModelVersion's lineage, compared by a rerun.
+_REPRODUCED_INPUTS = (
+    "datasetDigest",
+    "estimator",
+    "hyperparameters",
+    "testSize",
+    "randomState",
+    "imageDigest",
+)
+
+
+def reproduction(
+    original: Obj, rerun_lineage: Obj, sha256: str | None, metrics: dict[str, float]
+) -> dict[str, Any]:
+    """How a rerun compares with the ModelVersion ``original`` (its spec): the
+    Reproduction status of the run.  ``rerun_lineage`` holds the rerun's inputs in the
+    shape of a ModelVersion's lineage.  An input the original did not record (an
+    older ModelVersion) is not a difference: nothing says it differed."""
+    spec = original.get("spec") or {}
+    lineage = spec.get("lineage") or {}
+    differences = [
+        name
+        for name in _REPRODUCED_INPUTS
+        if lineage.get(name) is not None and lineage.get(name) != rerun_lineage.get(name)
+    ]
+    old_libs = lineage.get("libraryVersions") or {}
+    new_libs = rerun_lineage.get("libraryVersions") or {}
+    differences += [
+        f"libraryVersions.{lib}" for lib in sorted(old_libs) if new_libs.get(lib) != old_libs[lib]
+    ]
+    recorded = spec.get("metrics") or {}
+    return {
+        "modelVersion": (original.get("metadata") or {}).get("name", ""),
+        "artifactMatches": sha256 is not None
+        and sha256 == (spec.get("artifact") or {}).get("sha256"),
+        "metricsMatch": dict(recorded) == dict(metrics),
+        "sha256": sha256,
+        "differences": differences[:16],
+    }
+
+
+def succeeded_pods(pods: Iterable[Obj], container: str) -> list[Obj]:
+    """The pods whose ``container`` exited 0: of a Job that succeeded after a retry, the
+    attempt whose result counts (a failed attempt's pod may outlive the good one)."""
+    return [
+        pod
+        for pod in pods
+        for status in (pod.get("status") or {}).get("containerStatuses") or []
+        if status.get("name") == container
+        and ((status.get("state") or {}).get("terminated") or {}).get("exitCode") == 0
+    ]
+
+
 def _parse(model: type[ResultT], message: str | None) -> ResultT | None:
     """A runtime result from a termination message; None when absent or garbled."""
     if not message:
@@ -128,6 +201,93 @@ def failure_text(
     if result.message:
         text = f"{text}: {result.message}" if text else result.message
     return text or fallback
+
+
+# --------------------------------------------------------------------------- #
+# Data that cannot be trained on
+# --------------------------------------------------------------------------- #
+
+#: Ready reasons of a Dataset whose data the profile Job refused, one per rule the
+#: runtime reports (``contract.ValidationRule``): the file is empty ...
+EMPTY_FILE = "EmptyFile"
+#: ... it has a header and no data rows ...
+NO_ROWS = "NoRows"
+#: ... it cannot be parsed as CSV or Parquet at all (or is not UTF-8) ...
+UNREADABLE_FILE = "UnreadableFile"
+#: ... a CSV row has more or fewer fields than the header ...
+MALFORMED_ROW = "MalformedRow"
+#: ... two columns have one name ...
+DUPLICATE_COLUMN = "DuplicateColumn"
+#: ... a feature column, or the target column, is not in the data ...
+MISSING_COLUMN = "MissingColumn"
+MISSING_TARGET = "MissingTarget"
+#: ... fewer rows than ``minRows``, more than ``maxRows`` ...
+TOO_FEW_ROWS = "TooFewRows"
+TOO_MANY_ROWS = "TooManyRows"
+#: ... a column has more missing values (empty, NaN) than ``maxNullRatio`` ...
+TOO_MANY_MISSING = "TooManyMissing"
+#: ... a categorical value outside ``allowedValues`` ...
+UNEXPECTED_CATEGORY = "UnexpectedCategory"
+#: ... a numeric feature with a non-numeric value ...
+NON_NUMERIC_VALUE = "NonNumericValue"
+#: ... an infinite number in a numeric column ...
+NON_FINITE_VALUE = "NonFiniteValue"
+#: ... a target with fewer than two distinct values (classes) ...
+TOO_FEW_CLASSES = "TooFewClasses"
+#: ... a regression target that is not numeric ...
+TARGET_NOT_NUMERIC = "TargetNotNumeric"
+#: ... a prefix (directory) source without a Parquet file ...
+NO_FILES = "NoFiles"
+#: ... or files of one prefix whose schemas differ.
+SCHEMA_MISMATCH = "SchemaMismatch"
+
+_RULE_REASONS: Mapping[contract.ValidationRule, str] = {
+    contract.ValidationRule.empty_file: EMPTY_FILE,
+    contract.ValidationRule.no_rows: NO_ROWS,
+    contract.ValidationRule.readable: UNREADABLE_FILE,
+    contract.ValidationRule.malformed_row: MALFORMED_ROW,
+    contract.ValidationRule.duplicate_column: DUPLICATE_COLUMN,
+    contract.ValidationRule.missing_column: MISSING_COLUMN,
+    contract.ValidationRule.missing_target: MISSING_TARGET,
+    contract.ValidationRule.min_rows: TOO_FEW_ROWS,
+    contract.ValidationRule.max_rows: TOO_MANY_ROWS,
+    contract.ValidationRule.max_null_ratio: TOO_MANY_MISSING,
+    contract.ValidationRule.allowed_values: UNEXPECTED_CATEGORY,
+    contract.ValidationRule.numeric_type: NON_NUMERIC_VALUE,
+    contract.ValidationRule.non_finite: NON_FINITE_VALUE,
+    contract.ValidationRule.target_classes: TOO_FEW_CLASSES,
+    contract.ValidationRule.target_numeric: TARGET_NOT_NUMERIC,
+    contract.ValidationRule.no_files: NO_FILES,
+    contract.ValidationRule.schema_mismatch: SCHEMA_MISMATCH,
+}
+#: Every reason of refused data: only other data (or another spec) fixes them.
+DATA_REFUSALS = frozenset(_RULE_REASONS.values())
+
+
+def refusal_reason(result: contract.ProfileResult | contract.TrainResult) -> str | None:
+    """The Ready reason of a failed result: the refused rule's own, else the result's."""
+    if result.reason == contract.REASON_VALIDATION_FAILED and result.rule:
+        try:
+            return _RULE_REASONS[contract.ValidationRule(result.rule)]
+        except ValueError:  # a rule of a newer runtime: the generic reason
+            pass
+    return result.reason
+
+
+#: A TrainingRun whose estimator is for another task than its Dataset's ``task``.
+TASK_MISMATCH = "TaskMismatch"
+
+
+def task_mismatch(run: TrainingRunTemplate, dataset: DatasetSpec) -> str | None:
+    """Why ``run``'s estimator cannot train on ``dataset``, or None when it can."""
+    estimator = str(run.estimator.type)
+    task = contract.ESTIMATORS[estimator][1]
+    if dataset.task is None or contract.Task(dataset.task) is task:
+        return None
+    return (
+        f"estimator {estimator} is for {task.value}; Dataset {run.dataset_ref.name!r} "
+        f"declares task {dataset.task}"
+    )
 
 
 # --------------------------------------------------------------------------- #

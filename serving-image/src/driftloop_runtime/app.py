@@ -22,7 +22,9 @@ import orjson
 import driftloop_contract as contract
 from driftloop_runtime import __version__
 from driftloop_runtime.model import InputError, LoadedModel, dumps
-from driftloop_runtime.shared import RowBuffer
+from driftloop_runtime.peers import Gossip, http_post
+from driftloop_runtime.shadow import Mirror, MirrorCounters
+from driftloop_runtime.shared import RowBuffer, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +82,35 @@ class Metrics:
             [*base, "outcome"],
             registry=None,
         )
+        self.labeled = Counter(
+            contract.METRIC_LIVE_LABELED_ROWS,
+            "Rows with ground truth (counted by the pod that made the prediction).",
+            base,
+            registry=None,
+        ).labels(*self.base_values)
+        self.correct: Any = None
+        self.abs_error: Any = None
+        self.squared_error: Any = None
+        if m.classes is not None:
+            self.correct = Counter(
+                contract.METRIC_LIVE_CORRECT_ROWS,
+                "Rows with ground truth whose prediction was right.",
+                base,
+                registry=None,
+            ).labels(*self.base_values)
+        else:
+            self.abs_error = Counter(
+                contract.METRIC_LIVE_ABS_ERROR,
+                "Sum of |prediction - ground truth| over rows with ground truth.",
+                base,
+                registry=None,
+            ).labels(*self.base_values)
+            self.squared_error = Counter(
+                contract.METRIC_LIVE_SQUARED_ERROR,
+                "Sum of (prediction - ground truth)^2 over rows with ground truth.",
+                base,
+                registry=None,
+            ).labels(*self.base_values)
         self.classes: list[str] | None = None
         self.value_hist: Any = None
         if m.classes is not None:
@@ -113,6 +144,16 @@ class Metrics:
         child.inc()
         if seconds is not None:
             self.latency.observe(seconds)
+
+    def ground_truth(self, pairs: Any) -> None:
+        """Count (prediction, label) pairs: summed over pods in PromQL for live accuracy."""
+        self.labeled.inc(float(pairs.shape[0]))
+        if self.correct is not None:
+            self.correct.inc(float(np.sum(pairs[:, 0] == pairs[:, 1])))
+        else:
+            err = pairs[:, 0] - pairs[:, 1]
+            self.abs_error.inc(float(np.sum(np.abs(err))))
+            self.squared_error.inc(float(np.sum(err * err)))
 
     def predictions(self, codes: Any, raw: Any) -> None:
         if self.classes is not None:
@@ -199,6 +240,20 @@ class DriftCollector:
         yield stat
         yield pval
         yield pred
+        threshold = GaugeMetricFamily(
+            contract.METRIC_FEATURE_DRIFT_THRESHOLD,
+            "Calibrated threshold of the drift score for this window and false-alarm rate.",
+            labels=labels,
+        )
+        for name, value in m.drift_thresholds.items():
+            threshold.add_metric([*bv, name, method], value)
+        yield threshold
+        reference_rows = GaugeMetricFamily(
+            contract.METRIC_REFERENCE_ROWS, "Rows of the reference profile.", labels=base
+        )
+        reference_rows.add_metric(bv, float(m.reference_rows))
+        yield reference_rows
+        yield from self._pooled(snap, base, bv)
         live = GaugeMetricFamily(
             contract.METRIC_LIVE_SCORE,
             "Score of past predictions against ground-truth feedback (accuracy or mae).",
@@ -221,6 +276,42 @@ class DriftCollector:
         yield live
         yield live_rows
 
+    def _pooled(self, snap: Snapshot, base: list[str], bv: list[str]) -> Iterator[Any]:
+        """Per-bin row counters and reference shares: summed over pods in PromQL."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        layout = self.m.bins
+        labels = [*base, "feature", "bin"]
+        rows = CounterMetricFamily(
+            contract.METRIC_FEATURE_BIN_ROWS,
+            "Live rows per reference bin of each feature (sum over pods for pooled drift).",
+            labels=labels,
+        )
+        ref = GaugeMetricFamily(
+            contract.METRIC_FEATURE_REFERENCE,
+            "Reference (training) share of each bin of each feature.",
+            labels=labels,
+        )
+        counted = CounterMetricFamily(
+            contract.METRIC_DRIFT_ROWS, "Live rows counted into the reference bins.", labels=base
+        )
+        counts = snap.bin_rows if snap.bin_rows.size == layout.total else None
+        offset = 0
+        for name, size, props in zip(layout.names, layout.sizes, layout.reference, strict=True):
+            for b in range(size):
+                lv = [*bv, name, str(b)]
+                rows.add_metric(lv, float(counts[offset + b]) if counts is not None else 0.0)
+                ref.add_metric(lv, float(props[b]))
+            offset += size
+        counted.add_metric(bv, float(snap.bin_rows_total))
+        yield rows
+        yield ref
+        yield counted
+
+
+def _zero() -> int:
+    return 0
+
 
 def min_rows(window: int) -> int:
     """Rows the window needs before drift is reported (no data != no drift)."""
@@ -228,8 +319,19 @@ def min_rows(window: int) -> int:
 
 
 class App:
-    def __init__(self, m: LoadedModel, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, m: LoadedModel, metrics: Metrics | None = None, gossip: Gossip | None = None
+    ) -> None:
         self.m = m
+        self.gossip = gossip
+        #: Requests this worker holds (set by serve: uvicorn's request tasks).
+        self.queue_depth: Callable[[], int] = _zero
+        self.max_queue = m.cfg.max_queue
+        self._shed_until = 0.0
+        #: The gRPC port the master reserved (None: no gRPC service).
+        self.grpc_port: int | None = None
+        self._grpc: Any = None
+        self._gossiper: asyncio.Task[None] | None = None
         self.cfg = m.cfg
         self.metrics = metrics or Metrics(m)
         self.max_body = m.cfg.max_request_bytes
@@ -245,6 +347,21 @@ class App:
         }
         self._meta = dumps(m.metadata())
         self._model_ready = dumps({"name": self.name, "ready": True})
+        #: Copies of live requests to the shadow (a candidate), when one is configured.
+        self.mirror: Mirror | None = None
+        if m.cfg.shadow_target:
+            self.mirror = Mirror(
+                m.cfg.shadow_target,
+                self.name,
+                MirrorCounters(self.metrics.base_values),
+                queue_size=m.cfg.shadow_queue,
+                tolerance=None if m.classes is not None else m.cfg.shadow_tolerance,
+                encode=self._encoded,
+            )
+
+    def _encoded(self, pred: Any) -> list[Any]:
+        data = self.m.encode_predictions(pred)["data"]
+        return list(data.tolist() if hasattr(data, "tolist") else data)
 
     # ------------------------------------------------------------ helpers
     @staticmethod
@@ -302,13 +419,30 @@ class App:
             while True:
                 msg = await receive()
                 if msg["type"] == "lifespan.startup":
+                    loop = asyncio.get_running_loop()
                     if self.m.buffer is not None:
-                        self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+                        self._flusher = loop.create_task(self._flush_loop())
+                    if self.gossip is not None and self.gossip.seed:
+                        self._gossiper = loop.create_task(self.gossip.run())
+                    if self.mirror is not None:
+                        self.mirror.start()
+                    if self.grpc_port is not None:
+                        from driftloop_runtime import grpc_server
+
+                        cfg = self.cfg
+                        self._grpc = await grpc_server.start(
+                            self, cfg.host, self.grpc_port, cfg.max_queue, cfg.max_request_bytes
+                        )
                     await send({"type": "lifespan.startup.complete"})
                 elif msg["type"] == "lifespan.shutdown":
                     self.ready = False
-                    if self._flusher is not None:
-                        self._flusher.cancel()
+                    for task in (self._flusher, self._gossiper):
+                        if task is not None:
+                            task.cancel()
+                    if self._grpc is not None:
+                        await self._grpc.stop(5)
+                    if self.mirror is not None:
+                        await self.mirror.stop()  # copies still queued are not sent
                     self.m.flush()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
@@ -352,6 +486,9 @@ class App:
                 if method != "POST":
                     await self._error(send, 405, "use POST for infer")
                     return
+                if self.max_queue and self.queue_depth() > self.max_queue:
+                    await self._shed(send)
+                    return
                 await self.infer(scope, receive, send)
             elif action == "feedback":
                 if method != "POST":
@@ -361,12 +498,20 @@ class App:
             elif method not in ("GET", "HEAD"):
                 await self._error(send, 405, "use GET")
             elif action == "ready":
-                await self._send(send, 200 if self.ready else 503, self._model_ready)
+                ok = self.ready and not self.saturated()
+                await self._send(send, 200 if ok else 503, self._model_ready)
             else:
                 await self._send(send, 200, self._meta)
             return
         if path == contract.PATH_METRICS:
             await self.metrics_endpoint(send)
+            return
+        if path == contract.PATH_PEERS and self.gossip is not None:
+            if method != "POST":
+                await self._error(send, 405, "use POST")
+                return
+            body = await self._body(scope, receive)
+            await self._send(send, 200, self.gossip.receive(body or b"{}"))
             return
         static = self._static.get(path)
         if static is not None:
@@ -374,10 +519,34 @@ class App:
                 await self._error(send, 405, "use GET")
             elif path == contract.PATH_READY and not self.ready:
                 await self._send(send, 503, dumps({"ready": False}))
+            elif path == contract.PATH_READY and self.saturated():
+                await self._send(send, 503, dumps({"ready": False, "reason": "saturated"}))
             else:
                 await self._send(send, 200, static)
             return
         await self._error(send, 404, f"no route {path}")
+
+    # ------------------------------------------------------------ backpressure
+    def saturated(self) -> bool:
+        """Shedding now or within the last RETRY_AFTER_S: readiness says no, so the
+        Service sends new connections to the other replicas."""
+        if not self.max_queue:
+            return False
+        return self.queue_depth() > self.max_queue or time.monotonic() < self._shed_until
+
+    async def _shed(self, send: Send) -> None:
+        """503 + Retry-After without reading the body or touching the model."""
+        self._shed_until = time.monotonic() + contract.RETRY_AFTER_S
+        self.metrics.request(503, None)
+        body = orjson.dumps(
+            {
+                "error": f"server saturated: more than {self.max_queue} requests queued "
+                f"in this worker; retry after {contract.RETRY_AFTER_S} s"
+            }
+        )
+        await self._send(
+            send, 503, body, [*JSON_HEADERS, (b"retry-after", str(contract.RETRY_AFTER_S).encode())]
+        )
 
     # ------------------------------------------------------------ handlers
     async def infer(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -387,28 +556,36 @@ class App:
             self.metrics.request(413, None)
             await self._error(send, 413, f"request body larger than {self.max_body} bytes")
             return
-        m = self.m
         try:
             try:
                 req = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 raise InputError(f"malformed JSON: {exc}") from None
-            x, rows = m.decode(req)
-            outputs = m.requested_outputs(req)
-            rid = req.get("id")
-            if rid is None:
-                rid = m.new_id()
-            elif not isinstance(rid, str) or len(rid) > 256:
-                raise InputError("'id' must be a string of at most 256 characters")
-            try:
-                pred = m.predict(x)
-                proba = m.predict_proba(x) if "predict_proba" in outputs else None
-            except (ValueError, TypeError) as exc:
-                raise InputError(f"the model rejected the input: {exc}", 422) from None
+            result = self.predict_request(req)
         except InputError as exc:
             self.metrics.request(exc.status, None)
             await self._error(send, exc.status, str(exc))
             return
+        await self._send(send, 200, dumps(result))
+        self.metrics.request(200, time.perf_counter() - t0)
+
+    def predict_request(self, req: Any) -> dict[str, Any]:
+        """An OIP v2 inference request (the REST JSON, or gRPC's converted to it) -> the
+        response object (outputs' data as numpy arrays); records drift and predictions.
+        Raises InputError (4xx).  REST and gRPC share it: same validation, same metrics."""
+        m = self.m
+        x, rows = m.decode(req)
+        outputs = m.requested_outputs(req)
+        rid = req.get("id")
+        if rid is None or rid == "":
+            rid = m.new_id()
+        elif not isinstance(rid, str) or len(rid) > 256:
+            raise InputError("'id' must be a string of at most 256 characters")
+        try:
+            pred = m.predict(x)
+            proba = m.predict_proba(x) if "predict_proba" in outputs else None
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"the model rejected the input: {exc}", 422) from None
         out: list[dict[str, Any]] = []
         for o in outputs:
             if o == "predict":
@@ -422,14 +599,12 @@ class App:
                         "data": proba.astype(np.float64).ravel(),
                     }
                 )
-        resp = dumps(
-            {"model_name": self.name, "model_version": self.version, "id": rid, "outputs": out}
-        )
         codes = m.pred_codes(pred)
         m.record(x, codes, rows, rid)
         self.metrics.predictions(codes, pred)
-        await self._send(send, 200, resp)
-        self.metrics.request(200, time.perf_counter() - t0)
+        if self.mirror is not None:
+            self.mirror.offer({**req, "id": rid}, pred)  # queued only: sent after we answer
+        return {"model_name": self.name, "model_version": self.version, "id": rid, "outputs": out}
 
     async def feedback(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await self._body(scope, receive)
@@ -456,8 +631,16 @@ class App:
             if preds is None:
                 # another worker may still hold the rows in its buffer: wait one flush
                 await asyncio.sleep(RowBuffer.FLUSH_INTERVAL_S * 1.5)
+                m.flush()  # this worker's own batch, if the lock was busy before
                 preds = m.shared.lookup(rid, consume=False)
             if preds is None:
+                forwarded = await self._forward_feedback(scope, body)
+                if forwarded is not None:
+                    status, answer = forwarded
+                    outcome = "forwarded" if status == 200 else "forward_refused"
+                    self.metrics.feedback.labels(*self.metrics.base_values, outcome).inc()
+                    await self._send(send, status, answer)
+                    return
                 self.metrics.feedback.labels(*self.metrics.base_values, "unknown_id").inc()
                 raise InputError(
                     f"no recorded predictions for id {rid!r} (unknown or expired)", 404
@@ -467,12 +650,52 @@ class App:
                     f"id {rid!r} has {preds.shape[0]} predictions, got {codes.shape[0]} labels"
                 )
             m.shared.lookup(rid, consume=True)
-            m.shared.add_feedback(np.column_stack([preds, codes]))
+            pairs = np.column_stack([preds, codes])
+            m.shared.add_feedback(pairs)
+            self.metrics.ground_truth(pairs)
         except InputError as exc:
             await self._error(send, exc.status, str(exc))
             return
         self.metrics.feedback.labels(*self.metrics.base_values, "accepted").inc()
         await self._send(send, 200, dumps({"id": rid, "accepted": int(codes.shape[0])}))
+
+    async def _forward_feedback(self, scope: Scope, body: bytes) -> tuple[int, bytes] | None:
+        """Ask the other replicas (once) for a feedback id this pod never saw.
+
+        The first peer that accepts it (200) answers; else a peer's 4xx other than 404
+        (e.g. a row-count mismatch); None when no peer knows the id.
+        """
+        gossip = self.gossip
+        if gossip is None:
+            return None
+        hdr = contract.HEADER_FORWARDED.encode()
+        if any(k == hdr for k, _ in scope["headers"]):
+            return None
+        peers = gossip.table.peers()
+        if not peers:
+            return None
+        path: str = scope["path"]
+        calls = [
+            asyncio.ensure_future(
+                http_post(peer, path, body, {contract.HEADER_FORWARDED: "1"}, timeout=2.0)
+            )
+            for peer in peers
+        ]
+        refused: tuple[int, bytes] | None = None
+        try:
+            for done in asyncio.as_completed(calls):
+                try:
+                    status, answer = await done
+                except (OSError, TimeoutError):
+                    continue
+                if status == 200:
+                    return status, answer
+                if 400 <= status < 500 and status != 404 and refused is None:
+                    refused = (status, answer)
+        finally:
+            for call in calls:
+                call.cancel()
+        return refused
 
     async def metrics_endpoint(self, send: Send) -> None:
         from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest

@@ -43,6 +43,10 @@ TRUSTED_TYPES: frozenset[str] = frozenset(
         "sklearn.preprocessing._encoders.OneHotEncoder",
         "sklearn.impute._base.SimpleImputer",
         "sklearn.utils._bunch.Bunch",
+        # HistGradientBoosting* with categorical_features: its own ordinal encoding
+        # passes the numeric columns through functools.partial(check_array, ...)
+        "functools.partial",
+        "sklearn.utils.validation.check_array",
         # estimators of contract.ESTIMATORS
         "sklearn.linear_model._logistic.LogisticRegression",
         "sklearn.linear_model._base.LinearRegression",
@@ -255,11 +259,70 @@ def load_model(path: str | os.PathLike[str]) -> Any:
 
 
 def dump_model(model: Any, path: str | os.PathLike[str]) -> None:
+    """Write ``model`` as a byte-stable skops file (same model -> same sha256)."""
     import skops.io
 
-    skops.io.dump(model, str(path))
+    raw = Path(f"{path}.raw")
+    try:
+        skops.io.dump(model, str(raw))
+        canonical_skops(raw, Path(path))
+    finally:
+        raw.unlink(missing_ok=True)
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
+
+
+#: Fixed member time of canonical skops files (the zip format's earliest date).
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+
+
+def canonical_skops(source: Path, dest: Path) -> None:
+    """Rewrite a skops file so that its bytes depend on the model only.
+
+    skops names array members and memo ids after ``id()`` of the Python objects
+    (memory addresses) and stamps every member with the current time, so the
+    same fitted model dumps differently on each run.  Here every id becomes its
+    rank of first appearance in schema.json (identity between nodes is kept: one
+    id, one number), member names follow, and members are written in name order
+    with a fixed time.  A reproduced training run can then be checked by sha256.
+    """
+    import zipfile
+
+    with zipfile.ZipFile(source) as zin:
+        schema = json.loads(zin.read("schema.json"))
+        members = {info.filename: zin.read(info.filename) for info in zin.infolist()}
+    ranks: dict[int, int] = {}
+
+    def rank(old: int) -> int:
+        return ranks.setdefault(old, len(ranks) + 1)
+
+    def renamed(name: str) -> str:
+        stem, dot, ext = name.partition(".")
+        return f"{rank(int(stem))}{dot}{ext}" if stem.isdigit() else name
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            out: dict[str, Any] = {}
+            for key, value in node.items():
+                if key == "__id__" and isinstance(value, int):
+                    out[key] = rank(value)
+                elif key == "file" and isinstance(value, str):
+                    out[key] = renamed(value)
+                else:
+                    out[key] = walk(value)
+            return out
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    new_schema = walk(schema)
+    payload = {renamed(name): data for name, data in members.items() if name != "schema.json"}
+    payload["schema.json"] = json.dumps(new_schema, indent=2).encode()
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_STORED) as zout:
+        for name in sorted(payload):
+            info = zipfile.ZipInfo(name, date_time=_ZIP_EPOCH)
+            info.external_attr = 0o644 << 16
+            zout.writestr(info, payload[name])
 
 
 def iter_staging_leftovers(output_dir: str) -> Iterable[Path]:

@@ -154,3 +154,69 @@ def categorical_drift(method: DriftMethod, ref_props: FloatArray, counts: FloatA
         return chi2(ref_props, counts)
     v = jensen_shannon(ref_props, counts)
     return DriftValue(v, v)
+
+
+@dataclass(frozen=True)
+class BinLayout:
+    """The reference bins every pod counts live rows into (pooled drift across replicas).
+
+    One entry per feature, in feature order: numeric features keep their reference
+    bins (``len(edges) + 1``, open-ended); categorical ones their categories plus the
+    unseen slot, folded to at most ``max_bins`` (the rarest categories and unseen
+    values share the last bin).  ``reference[i]`` is the reference share of each
+    exported bin of feature ``i``.  Counting is :meth:`counts`: one bincount over
+    all features of a batch of encoded rows.
+    """
+
+    names: tuple[str, ...]
+    categorical: tuple[bool, ...]
+    edges: tuple[FloatArray, ...]  # numeric: inner edges; categorical: empty
+    sizes: tuple[int, ...]
+    reference: tuple[FloatArray, ...]
+
+    @classmethod
+    def from_profile(
+        cls, features: list[tuple[str, bool, dict[str, Any]]], max_bins: int
+    ) -> BinLayout:
+        names, cats, edges, sizes, refs = [], [], [], [], []
+        for name, categorical, prof in features:
+            props = np.asarray(prof.get("proportions", []), dtype=np.float64)
+            if categorical:
+                n = len(prof.get("categories", [])) + 1
+                size = max(1, min(n, max_bins))
+                e = np.empty(0, dtype=np.float64)
+                ref = np.zeros(size, dtype=np.float64)
+                head = props[: size - 1]
+                ref[: head.size] = head
+                ref[size - 1] += float(props[size - 1 :].sum())
+            else:
+                e = np.asarray(prof.get("edges", []), dtype=np.float64)
+                size = e.size + 1
+                ref = props if props.size == size else np.full(size, 1.0 / size)
+            names.append(name)
+            cats.append(categorical)
+            edges.append(e)
+            sizes.append(size)
+            refs.append(ref)
+        return cls(tuple(names), tuple(cats), tuple(edges), tuple(sizes), tuple(refs))
+
+    @property
+    def total(self) -> int:
+        return int(sum(self.sizes))
+
+    def counts(self, block: FloatArray) -> npt.NDArray[np.int64]:
+        """Rows per exported bin (flat, feature after feature) of encoded rows ``block``
+        (columns in feature order; categorical values as codes, unseen = n categories)."""
+        n = block.shape[0]
+        flat = np.empty((n, len(self.sizes)), dtype=np.int64)
+        offset = 0
+        for i, size in enumerate(self.sizes):
+            col = block[:, i]
+            if self.categorical[i]:
+                idx = np.minimum(col.astype(np.int64), size - 1)
+            else:
+                idx = bin_index(self.edges[i], col)
+            flat[:, i] = idx + offset
+            offset += size
+        out: npt.NDArray[np.int64] = np.bincount(flat.ravel(), minlength=offset).astype(np.int64)
+        return out

@@ -21,7 +21,7 @@ import orjson
 
 import driftloop_contract as contract
 from driftloop_contract import ServerConfig, Task
-from driftloop_runtime import artifacts, drift
+from driftloop_runtime import artifacts, calibration, drift
 from driftloop_runtime.data import MISSING_CATEGORY
 from driftloop_runtime.shared import RowBuffer, SharedState, id_hash
 
@@ -103,6 +103,21 @@ class LoadedModel:
         else:
             self.output_datatype = "FP64"
         self.pred_profile: dict[str, Any] = self.profile.get("prediction", {})
+        #: The reference bins every pod counts live rows into (pooled drift).
+        self.bins = drift.BinLayout.from_profile(
+            [(f.name, f.categorical, f.profile) for f in self.features],
+            contract.MAX_EXPORTED_BINS,
+        )
+        #: Calibrated threshold of each feature's drift score for this pod's window and
+        #: false-alarm rate (empty: no calibration for the method or in the profile).
+        self.drift_thresholds = calibration.thresholds(
+            self.profile,
+            cfg.drift_method,
+            cfg.drift_window,
+            cfg.drift_false_alarm_rate,
+            [f.name for f in self.features],
+        )
+        self.reference_rows = int(self.profile.get("rows") or 0)
         self.shared: SharedState | None = None
         self.buffer: RowBuffer | None = None
         self._ids = itertools.count()
@@ -122,7 +137,11 @@ class LoadedModel:
     def attach(self, shared: SharedState | None) -> None:
         self.shared = shared if self.cfg.drift_enabled else None
         self.buffer = (
-            RowBuffer(self.shared, self.encode_categorical if self.has_categorical else None)
+            RowBuffer(
+                self.shared,
+                self.encode_categorical if self.has_categorical else None,
+                self.bins.counts if self.shared.bins == self.bins.total else None,
+            )
             if self.shared is not None
             else None
         )
@@ -168,7 +187,7 @@ class LoadedModel:
     def _array(inp: dict[str, Any], expected: int) -> npt.NDArray[Any]:
         name = inp.get("name")
         data = inp.get("data")
-        if not isinstance(data, list):
+        if not isinstance(data, list | np.ndarray):  # an array: gRPC's raw contents
             raise InputError(f"input {name!r}: data must be a list")
         try:
             arr = np.asarray(data)

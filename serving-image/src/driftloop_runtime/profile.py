@@ -10,7 +10,13 @@ profile.json (version 1)::
        {"name": "c", "type": "categorical", "categories": ["a", "b"],
         "proportions": [pa, pb, 0.0], "nullRatio": ..}   # last slot = unseen values
      ],
-     "prediction": {...numeric or categorical entry named "prediction"...}}
+     "prediction": {...numeric or categorical entry named "prediction"...},
+     "calibration": {"version": 1, "windows": [50, 100, ...], "referenceRows": N,
+                     "draws": .., "seed": .., "features": {"x": {"psi": {"mean": [..],
+                     "var": [..]}, "jensen_shannon": {..}}}}}
+
+``calibration`` is the no-drift distribution of the binned statistics per live window
+size (driftloop_runtime.calibration); profiles without it get fixed thresholds.
 
 Numeric bins are the reference deciles, open-ended at both ends (values outside
 the reference range fall in the first/last bin).  Duplicate edges are removed,
@@ -19,12 +25,14 @@ so a discrete feature may have fewer bins.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from driftloop_runtime import drift
+import driftloop_contract as contract
+from driftloop_runtime import calibration, drift
 
 PROFILE_VERSION = 1
 N_BINS = 10
@@ -68,6 +76,21 @@ def numeric_entry(name: str, values: npt.ArrayLike, seed: int = 0) -> dict[str, 
     }
 
 
+def categorical_counts(name: str, counts: Mapping[str, int], total: int) -> dict[str, Any]:
+    """:func:`categorical_entry` from counts per value (``total``: every row, counted)."""
+    cats = np.array(sorted(counts), dtype=str)
+    freq = np.array([counts[c] for c in cats], dtype=np.int64)
+    order = np.argsort(-freq, kind="stable")[:MAX_CATEGORIES]
+    props = np.append(freq[order] / max(total, 1), 0.0)  # last slot: unseen
+    return {
+        "name": name,
+        "type": "categorical",
+        "categories": [str(c) for c in cats[order]],
+        "proportions": props.tolist(),
+        "nullRatio": 0.0,
+    }
+
+
 def categorical_entry(
     name: str, values: npt.ArrayLike, categories: list[str] | None = None
 ) -> dict[str, Any]:
@@ -99,22 +122,32 @@ def categorical_entry(
 def build(
     features: list[tuple[str, bool]],
     matrix: Any,
-    predictions: npt.ArrayLike | None = None,
-    prediction_categories: list[str] | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Profile of ``matrix`` (rows x features); ``features`` = [(name, is_categorical)]."""
-    m = np.asarray(matrix)
+    """Profile of ``matrix`` (rows x features: an array, or a frame whose columns are
+    taken by position); ``features`` = [(name, is_categorical)].  Training adds the
+    "prediction" entry (:func:`prediction_entry`) once the model exists."""
+    frame = hasattr(matrix, "iloc")
+    m: Any = matrix if frame else np.asarray(matrix)
     out: dict[str, Any] = {"version": PROFILE_VERSION, "rows": int(m.shape[0]), "features": []}
     for j, (name, is_cat) in enumerate(features):
-        col = m[:, j]
+        col = m.iloc[:, j].to_numpy() if frame else m[:, j]
         out["features"].append(
             categorical_entry(name, col) if is_cat else numeric_entry(name, col, seed)
         )
-    if predictions is not None:
-        out["prediction"] = (
-            categorical_entry("prediction", predictions, prediction_categories)
-            if prediction_categories is not None
-            else numeric_entry("prediction", predictions, seed)
-        )
+    layout = drift.BinLayout.from_profile(
+        [(f["name"], f["type"] == "categorical", f) for f in out["features"]],
+        contract.MAX_EXPORTED_BINS,
+    )
+    out["calibration"] = calibration.calibrate(layout, out["rows"], seed)
     return out
+
+
+def prediction_entry(
+    predictions: npt.ArrayLike, categories: list[str] | None = None, seed: int = 0
+) -> dict[str, Any]:
+    """The profile's "prediction" entry: categorical over ``categories`` (a classifier's
+    classes), else numeric."""
+    if categories is not None:
+        return categorical_entry("prediction", predictions, categories)
+    return numeric_entry("prediction", predictions, seed)

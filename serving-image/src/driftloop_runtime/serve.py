@@ -88,6 +88,11 @@ def _run_worker(app_factory: Any, sock: socket.socket, cfg: ServerConfig) -> Non
         h11_max_incomplete_event_size=cfg.max_request_bytes,
     )
     server = uvicorn.Server(config)
+    if hasattr(app, "queue_depth"):
+        # Every request is one task from the moment its headers are parsed until its
+        # response is sent: the worker's queue, waiting or running (backpressure).
+        tasks = server.server_state.tasks
+        app.queue_depth = tasks.__len__
 
     def request_exit(*_: Any) -> None:
         server.should_exit = True
@@ -166,7 +171,10 @@ def _serve(cfg: ServerConfig, state_dir: str, prom_dir: str) -> int:
     shared = None
     if cfg.drift_enabled:
         shared = SharedState(
-            os.path.join(state_dir, "window.bin"), model.n_features + 1, cfg.drift_window
+            os.path.join(state_dir, "window.bin"),
+            model.n_features + 1,
+            cfg.drift_window,
+            bins=model.bins.total,
         )
     model.attach(shared)
     try:
@@ -193,9 +201,32 @@ def _serve(cfg: ServerConfig, state_dir: str, prom_dir: str) -> int:
         time.monotonic() - t0,
     )
 
+    from driftloop_runtime.peers import Gossip
+
+    port = sock.getsockname()[1]
+    grpc_port: int | None = None
+    if cfg.grpc_enabled:
+        try:
+            # Reserved (bound with SO_REUSEPORT, never listening) so every worker's gRPC
+            # server binds the same port, a free one when DRIFTLOOP_GRPC_PORT is 0.
+            grpc_sock = _bind(cfg.host, cfg.grpc_port, reuseport=True, listen=False)
+        except OSError as exc:
+            log.error(
+                "refusing to serve: cannot listen on %s:%s (gRPC): %s", cfg.host, cfg.grpc_port, exc
+            )
+            return EXIT_REFUSED
+        grpc_port = grpc_sock.getsockname()[1]
+        log.info("gRPC (Open Inference Protocol) on %s:%d", cfg.host, grpc_port)
+    own = f"{cfg.pod_ip}:{port}" if cfg.pod_ip else None
+    if ":" in (cfg.pod_ip or ""):
+        own = f"[{cfg.pod_ip}]:{port}"
+
     def factory() -> App:
-        # Metrics objects are created in the worker (multiprocess files are per pid).
-        return App(model)
+        # Metrics objects are created in the worker (multiprocess files are per pid),
+        # and so is each worker's peer table (its gossip runs on the worker's loop).
+        app = App(model, gossip=Gossip(own, cfg.peers_seed, contract.PATH_PEERS))
+        app.grpc_port = grpc_port
+        return app
 
     if cfg.workers == 1:
         _run_worker(factory, sock, cfg)
@@ -219,6 +250,9 @@ def _supervise(factory: Any, sock: socket.socket, cfg: ServerConfig, prom_dir: s
         # child restores the default action (terminate; nothing to drain yet) before
         # unblocking, the parent unblocks once the child is in ``children``.
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+        if stopping:  # a stop came while the first workers started: fork no more
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+            return
         pid = os.fork()
         if pid == 0:  # child
             code = 0

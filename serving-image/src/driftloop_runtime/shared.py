@@ -13,6 +13,8 @@ Layout (float64 / int64 arrays over one mmap file in the scratch dir):
                           are stored as category codes (unseen = n categories)
     pred    int64[P] ids, float64[P] values   predictions by request id (feedback)
     fb      float64[Q, 2] (prediction, label) pairs with ground truth
+    bins    int64[B]      cumulative live rows per exported reference bin (pooled
+                          drift across replicas: exported as counters, summed in PromQL)
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy.typing as npt
 
 LOCK_TIMEOUT_S = 0.005
 HEADER = 8
-H_WINDOW, H_PRED, H_FB = 0, 1, 2
+H_WINDOW, H_PRED, H_FB, H_BIN_ROWS = 0, 1, 2, 3
 
 
 def id_hash(request_id: str) -> int:
@@ -47,6 +49,8 @@ class Snapshot:
     window_total: int
     feedback: npt.NDArray[np.float64]  # (n, 2) prediction/label pairs
     feedback_total: int
+    bin_rows: npt.NDArray[np.int64]  # cumulative rows per exported bin
+    bin_rows_total: int  # rows counted into the bins
 
 
 class SharedState:
@@ -57,8 +61,10 @@ class SharedState:
         window: int,
         pred_capacity: int = 20000,
         feedback_capacity: int = 1000,
+        bins: int = 0,
     ) -> None:
         self.columns = columns
+        self.bins = bins
         self.window = max(int(window), 1)
         self.pred_capacity = pred_capacity
         self.feedback_capacity = feedback_capacity
@@ -68,6 +74,7 @@ class SharedState:
             pred_capacity * 8,
             pred_capacity * 8,
             feedback_capacity * 2 * 8,
+            bins * 8,
         ]
         total = sum(sizes)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -93,6 +100,7 @@ class SharedState:
         self.fb: npt.NDArray[np.float64] = view(np.float64, feedback_capacity * 2).reshape(
             feedback_capacity, 2
         )
+        self.bin_rows: npt.NDArray[np.int64] = view(np.int64, bins)
         self.lock = multiprocessing.get_context("fork").Lock()
 
     @staticmethod
@@ -129,15 +137,22 @@ class SharedState:
         return self.record_batch(rows, ids)
 
     def record_batch(
-        self, rows: npt.NDArray[np.float64], ids: npt.NDArray[np.int64] | None
+        self,
+        rows: npt.NDArray[np.float64],
+        ids: npt.NDArray[np.int64] | None,
+        bin_counts: npt.NDArray[np.int64] | None = None,
     ) -> bool:
         """Append ``rows`` (n, C) to the window; with ``ids``, remember the predictions
-        (last column) by request id hash for feedback.  False if the lock was busy."""
+        (last column) by request id hash for feedback; add ``bin_counts`` (the rows per
+        exported bin) to the cumulative counts.  False if the lock was busy."""
         if not self.lock.acquire(timeout=LOCK_TIMEOUT_S):
             return False
         try:
             h = self.header
             n = rows.shape[0]
+            if bin_counts is not None and self.bins:
+                self.bin_rows += bin_counts
+                h[H_BIN_ROWS] += n
             total = int(h[H_WINDOW])
             self._ring_write(self.ring, total, rows)
             h[H_WINDOW] = total + n
@@ -184,7 +199,16 @@ class SharedState:
             window = np.array(self.ring[: min(wt, self.window)])
             ft = int(self.header[H_FB])
             fb = np.array(self.fb[: min(ft, self.feedback_capacity)])
-        return Snapshot(window=window, window_total=wt, feedback=fb, feedback_total=ft)
+            bins = np.array(self.bin_rows)
+            bt = int(self.header[H_BIN_ROWS])
+        return Snapshot(
+            window=window,
+            window_total=wt,
+            feedback=fb,
+            feedback_total=ft,
+            bin_rows=bins,
+            bin_rows_total=bt,
+        )
 
 
 class RowBuffer:
@@ -195,6 +219,11 @@ class RowBuffer:
     vectorised pass and one lock round-trip when ``max_items`` requests or
     ``max_rows`` rows are pending, and on a short timer (FLUSH_INTERVAL_S) run by
     the server, so the shared window lags live traffic by at most that.
+
+    The lock is never waited on for long (the request path must not block): a batch
+    that finds it busy stays staged and goes with the next flush, so a served
+    prediction is not lost to contention (its feedback would get "unknown id").  Only
+    when more than ``max_pending_rows`` rows wait are the oldest dropped, and counted.
     """
 
     FLUSH_INTERVAL_S = 0.1
@@ -203,15 +232,21 @@ class RowBuffer:
         self,
         shared: SharedState,
         encode: Callable[[Any], npt.NDArray[np.float64]] | None = None,
+        binner: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.int64]] | None = None,
         max_items: int = 64,
         max_rows: int = 1024,
+        max_pending_rows: int = 16384,
     ) -> None:
         self.shared = shared
         self.encode = encode
+        self.binner = binner
         self.max_items = max_items
         self.max_rows = max_rows
+        self.max_pending_rows = max_pending_rows
         self.items: list[tuple[Any, Any, int, int]] = []
         self.rows = 0
+        # Encoded batches the lock refused: (block, ids, bin counts), oldest first.
+        self.pending: list[tuple[Any, Any, Any]] = []
         self.dropped = 0
 
     def add(self, x: Any, pred_codes: Any, hid: int, rows: int) -> None:
@@ -222,9 +257,30 @@ class RowBuffer:
             self.flush()
 
     def flush(self) -> None:
-        items = self.items
-        if not items:
+        if self.items:
+            self.pending.append(self._encode_staged())
+        if not self.pending:
             return
+        batches = self.pending
+        if len(batches) == 1:
+            block, ids, counts = batches[0]
+        else:
+            block = np.concatenate([b[0] for b in batches])
+            ids = np.concatenate([b[1] for b in batches])
+            counts = None if batches[0][2] is None else sum(b[2] for b in batches)
+        if self.shared.record_batch(block, ids, counts):
+            self.pending = []
+            return
+        self.pending = [(block, ids, counts)]
+        excess = block.shape[0] - self.max_pending_rows
+        if excess > 0:  # sustained contention: keep the newest rows, count the rest
+            kept_counts = self.binner(block[excess:]) if self.binner is not None else None
+            self.pending = [(block[excess:], ids[excess:], kept_counts)]
+            self.dropped += excess
+
+    def _encode_staged(self) -> tuple[Any, Any, Any]:
+        """The staged requests as one encoded block with their id hashes and bin counts."""
+        items = self.items
         self.items = []
         n = self.rows
         self.rows = 0
@@ -241,5 +297,5 @@ class RowBuffer:
         block = np.empty((n, self.shared.columns), dtype=np.float64)
         block[:, :-1] = x if self.encode is None else self.encode(x)
         block[:, -1] = codes
-        if not self.shared.record_batch(block, ids):
-            self.dropped += n
+        counts = self.binner(block) if self.binner is not None else None
+        return block, ids, counts

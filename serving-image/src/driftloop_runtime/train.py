@@ -8,6 +8,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ from driftloop_contract import (
     TrainResult,
     ValidationRule,
 )
-from driftloop_runtime import __version__, artifacts, data, profile, store
+from driftloop_runtime import __version__, artifacts, data, profile, snapshot, store, stream
 from driftloop_runtime.errors import RuntimeFailureError, ValidationFailedError
 
 log = logging.getLogger(__name__)
@@ -88,19 +90,65 @@ def make_estimator(name: str, hyperparameters: dict[str, Any], seed: int) -> tup
     return est, task
 
 
-def make_pipeline(estimator: Any, spec: contract.DatasetSpec, numeric_has_nan: bool) -> Any:
+#: Estimators that split on a categorical feature's categories themselves
+#: (``categorical_features``): given the categories as they are, they need no one-hot
+#: columns, several times the size of the numeric features.
+NATIVE_CATEGORICAL = frozenset({"HistGradientBoostingClassifier", "HistGradientBoostingRegressor"})
+
+
+def native_categorical(name: str, estimator: Any, hyperparameters: Any, categories: int) -> bool:
+    """Whether ``estimator`` takes the categorical features as they are: it can, the
+    run does not set ``categorical_features`` itself, and no feature has more
+    categories (``categories``: the largest count) than it has bins."""
+    return (
+        name in NATIVE_CATEGORICAL
+        and "categorical_features" not in hyperparameters
+        and categories <= int(estimator.get_params()["max_bins"])
+    )
+
+
+def make_pipeline(
+    estimator: Any, spec: contract.DatasetSpec, numeric_has_nan: bool, native: bool = False
+) -> Any:
     """Pipeline taking the raw feature matrix (columns in spec order).
 
     Columns are selected by position so the model works on plain numpy arrays
-    (fast to serve, and usable by any OIP v2 server such as MLServer).
+    (fast to serve, and usable by any OIP v2 server such as MLServer).  Categorical
+    features are one-hot encoded, or, with ``native`` (see native_categorical), given
+    to the estimator as categories (``categorical_features``): it encodes them as
+    ordinals and splits on sets of them; an unseen category counts as missing.
     """
+    import numpy as np
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
     cat_idx = [i for i, f in enumerate(spec.features) if f.type is FeatureType.categorical]
     num_idx = [i for i, f in enumerate(spec.features) if f.type is FeatureType.numeric]
+    if native and cat_idx:
+        if not numeric_has_nan:
+            mask = [i in cat_idx for i in range(len(spec.features))]
+            estimator.set_params(categorical_features=mask)
+            return Pipeline([("model", estimator)])
+        # The imputer's output is numeric: the categories go beside it as ordinals.
+        estimator.set_params(categorical_features=[False] * len(num_idx) + [True] * len(cat_idx))
+        ordinal = OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan)
+        return Pipeline(
+            [
+                (
+                    "preprocess",
+                    ColumnTransformer(
+                        [
+                            ("numeric", SimpleImputer(strategy="median"), num_idx),
+                            ("categorical", ordinal, cat_idx),
+                        ],
+                        remainder="drop",
+                    ),
+                ),
+                ("model", estimator),
+            ]
+        )
     if not cat_idx and not numeric_has_nan:
         return Pipeline([("model", estimator)])
     transformers: list[tuple[str, Any, list[int]]] = []
@@ -245,72 +293,88 @@ def train(req: TrainRequest) -> TrainResult:
     estimator, task = make_estimator(
         req.estimator, dict(req.hyperparameters), req.evaluation.random_state
     )
-    loaded = data.load(req.dataset)
-    frame = loaded.frame
-    data.validate(req.dataset, frame)
-    x, has_cat = data.feature_matrix(req.dataset, frame)
-    x_arr: Any = x
-    y_col = frame[req.dataset.target]
+    # Memory: the columns are read once, compactly (stream.training_data); from then
+    # on rows are chosen by index and each full-size object is dropped as soon as
+    # its successor exists, so what is alive during fit is the train and test rows
+    # (one copy of the data) plus the estimator's own working copies.
+    loaded, digest = _load_for_training(req, task)
+    rows_read = loaded.rows
+    x: Any = loaded.features
+    y_col = loaded.target
+    has_cat = loaded.has_categorical
+    del loaded
+    if req.sampling is not None and rows_read > req.sampling.max_rows:
+        chosen = sample_rows(y_col, req, task)
+        x, y_col = _take(x, chosen), y_col.iloc[chosen].reset_index(drop=True)
     if task is Task.regression:
-        if not np.issubdtype(y_col.dtype, np.number):
-            raise ValidationFailedError(
-                ValidationRule.numeric_type,
-                f"regression target {req.dataset.target!r} is not numeric",
-                column=req.dataset.target,
-            )
         y = y_col.to_numpy(dtype=np.float64)
     else:
         y = y_col.to_numpy()
         if y.dtype == object:
             y = y.astype(str)
-        if len(np.unique(y)) < 2:
-            raise ValidationFailedError(
-                ValidationRule.target_classes,
-                f"target {req.dataset.target!r} has fewer than 2 classes",
-                column=req.dataset.target,
-            )
     # Rows with a missing target cannot be used.
     keep = ~y_col.isna().to_numpy()
-    x_arr, y = x_arr[keep], y[keep]
+    del y_col
+    if not keep.all():
+        x, y = _take(x, np.flatnonzero(keep)), y[keep]
+    rows = len(y)
 
     num_idx = [i for i, f in enumerate(req.dataset.features) if f.type is FeatureType.numeric]
-    numeric_has_nan = bool(
-        num_idx and np.isnan(np.asarray(x_arr[:, num_idx], dtype=np.float64)).any()
+    numeric_has_nan = any(bool(np.isnan(_column(x, j)).any()) for j in num_idx)
+    categories = max(
+        (len(x[j].cat.categories) for j in range(x.shape[1]) if j not in num_idx), default=0
     )
-    model = make_pipeline(estimator, req.dataset, numeric_has_nan)
+    model = make_pipeline(
+        estimator,
+        req.dataset,
+        numeric_has_nan,
+        native_categorical(req.estimator, estimator, req.hyperparameters, categories),
+    )
 
     ev = req.evaluation
+    features = [(f.name, f.type is FeatureType.categorical) for f in req.dataset.features]
+    # The reference profile of every row now, and the rows whose predictions it
+    # profiles, so the full-size features can go before the fit.
+    prof = profile.build(features, x, seed=ev.random_state)
+    rng = np.random.default_rng(ev.random_state)
+    sample_idx = rng.choice(rows, 20000, replace=False) if rows > 20000 else np.arange(rows)
+    x_sample = _take(x, sample_idx)
     stratify = None
     if task is Task.classification:
         _, counts = np.unique(y, return_counts=True)
         if counts.min() >= 2:
             stratify = y
     try:
-        x_train, x_test, y_train, y_test = train_test_split(
-            x_arr, y, test_size=ev.test_size, random_state=ev.random_state, stratify=stratify
+        # Row numbers, not the data: the same rows train_test_split(x, y) picks,
+        # without its copies of x beside x.
+        train_idx, test_idx = train_test_split(
+            np.arange(rows), test_size=ev.test_size, random_state=ev.random_state, stratify=stratify
         )
     except ValueError as exc:
         raise ValidationFailedError(
             ValidationRule.min_rows, f"cannot split the data: {exc}"
         ) from exc
+    x_train, y_train = _take(x, train_idx), y[train_idx]
+    x_test, y_test = _take(x, test_idx), y[test_idx]
+    del x, y, stratify
+    release_free_memory()
     try:
         model.fit(x_train, y_train)
     except (ValueError, TypeError) as exc:
         raise RuntimeFailureError(contract.REASON_TRAINING_FAILED, f"fit failed: {exc}") from exc
+    del x_train, y_train
     scores = evaluate(model, task, x_test, y_test, list(ev.metrics))
+    del x_test, y_test
     failed_gates = check_gates(scores, ev.min_scores)
 
-    features = [(f.name, f.type is FeatureType.categorical) for f in req.dataset.features]
-    rng = np.random.default_rng(ev.random_state)
-    sample_idx = rng.choice(len(x_arr), 20000, replace=False) if len(x_arr) > 20000 else slice(None)
-    preds = model.predict(x_arr[sample_idx])
+    preds = model.predict(x_sample)
     classes = [str(c) for c in model.classes_] if task is Task.classification else None
-    prof = profile.build(features, x_arr, preds, classes, seed=ev.random_state)
+    prof["prediction"] = profile.prediction_entry(preds, classes, ev.random_state)
     prof.update(
         {
             "task": task.value,
             "target": req.dataset.target,
-            "datasetDigest": loaded.digest,
+            "datasetDigest": digest,
         }
     )
 
@@ -332,12 +396,14 @@ def train(req: TrainRequest) -> TrainResult:
             ok=True,
             artifact_uri=_uri(out_dir),
             sha256=model_sha,
-            dataset_digest=loaded.digest,
-            rows=len(x_arr),
+            dataset_digest=digest,
+            snapshot_uri=req.snapshot.uri if req.snapshot else None,
+            rows=rows,
             task=task,
             metrics=scores,
             gates_passed=not failed_gates,
             failed_gates=failed_gates,
+            library_versions=library_versions(),
         )
         manifest = {
             "modelName": req.model_name,
@@ -350,9 +416,12 @@ def train(req: TrainRequest) -> TrainResult:
             "target": req.dataset.target,
             "classes": classes,
             "hasCategorical": has_cat,
-            "datasetDigest": loaded.digest,
+            "datasetDigest": digest,
             "runtimeVersion": __version__,
             "sklearnVersion": _sklearn_version(),
+            "libraryVersions": library_versions(),
+            "evaluation": {"testSize": ev.test_size, "randomState": ev.random_state},
+            "rowsRead": rows_read,
             "trainingSeconds": round(time.monotonic() - started, 3),
             "result": json.loads(result.model_dump_json(by_alias=True, exclude_none=True)),
         }
@@ -380,7 +449,7 @@ def train(req: TrainRequest) -> TrainResult:
         "trained %s (%s) on %d rows: %s -> %s",
         req.estimator,
         task.value,
-        len(x_arr),
+        rows,
         scores,
         out_dir,
     )
@@ -393,21 +462,126 @@ def _sklearn_version() -> str:
     return str(sklearn.__version__)
 
 
+#: Distributions whose versions decide what a training run produces.
+_LINEAGE_DISTRIBUTIONS = ("scikit-learn", "numpy", "scipy", "pandas", "pyarrow", "skops")
+
+
+def library_versions() -> dict[str, str]:
+    """Python's and the numeric libraries' versions, for a ModelVersion's lineage."""
+    import platform
+    from importlib import metadata
+
+    versions = {"python": platform.python_version(), "driftloop-runtime": __version__}
+    for name in _LINEAGE_DISTRIBUTIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def sample_rows(target: Any, req: TrainRequest, task: Task) -> Any:
+    """The positions (ascending) of ``sampling.maxRows`` rows, given the target column,
+    drawn with the evaluation seed (a rerun draws the same ones), each class keeping
+    its share when stratified."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split
+
+    assert req.sampling is not None
+    seed, keep = req.evaluation.random_state, req.sampling.max_rows
+    rows = np.arange(len(target))
+    stratify = None
+    if req.sampling.stratified and task is Task.classification:
+        labels = target.astype(str).where(target.notna(), "")
+        if labels.value_counts().min() >= 2:
+            stratify = labels.to_numpy()
+    if stratify is not None:
+        chosen, _ = train_test_split(rows, train_size=keep, random_state=seed, stratify=stratify)
+    else:
+        chosen = np.random.default_rng(seed).choice(rows, keep, replace=False)
+    log.info("sampled %d of %d rows (seed %d)", keep, len(target), seed)
+    return np.sort(chosen)
+
+
+def release_free_memory() -> None:
+    """Give the pages of freed small allocations back to the operating system.
+
+    glibc keeps them for reuse by later small allocations, but the fit's large
+    arrays are mapped afresh and cannot reuse them: reading batches and building
+    the profile leave about 100 MiB per 10^6 rows that would count in the peak.
+    A no-op where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = getattr(libc, "malloc_trim", None)
+    except OSError:
+        return
+    if trim is not None:
+        trim(0)
+    pyarrow = sys.modules.get("pyarrow")
+    if pyarrow is not None:  # Arrow's allocator keeps freed blocks too (Parquet reads)
+        pyarrow.default_memory_pool().release_unused()
+
+
+def _take(features: Any, rows: Any) -> Any:
+    """The given rows of a feature matrix or positional frame (a copy, renumbered)."""
+    if hasattr(features, "iloc"):
+        return features.iloc[rows].reset_index(drop=True)
+    return features[rows]
+
+
+def _column(features: Any, j: int) -> Any:
+    return features[j].to_numpy() if hasattr(features, "iloc") else features[:, j]
+
+
+def _load_for_training(req: TrainRequest, task: Task) -> tuple[stream.TrainingData, str]:
+    """The validated columns of a run and their digest: from the snapshot it names
+    (verified), else the live source."""
+    scratch = _scratch_dir()
+    if req.snapshot is not None:
+        staged, fmt = snapshot.fetch(req.snapshot, scratch)
+        try:
+            declared = req.dataset.format if req.dataset.format != "auto" else fmt
+            fmt = data.staged_format(staged, declared)
+            return stream.training_data(staged, fmt, req.dataset, task), staged.digest
+        finally:
+            if store.is_remote(req.snapshot.uri):  # a fetched copy; never the stored one
+                shutil.rmtree(staged.directory, ignore_errors=True)
+    staging = snapshot.staging_dir(None, scratch)
+    try:
+        staged = snapshot.stage(req.dataset.source, staging)
+        fmt = data.staged_format(staged, req.dataset.format)
+        return stream.training_data(staged, fmt, req.dataset, task), staged.digest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def run_profile(req: ProfileRequest) -> ProfileResult:
     out = _output_path(req.output_dir)
-    loaded = data.load(req.dataset)
-    frame = loaded.frame
-    data.validate(req.dataset, frame, need_target=False)
-    x, _ = data.feature_matrix(req.dataset, frame)
-    features = [(f.name, f.type is FeatureType.categorical) for f in req.dataset.features]
-    prof = profile.build(features, x)
-    prof["datasetDigest"] = loaded.digest
+    # Validate exactly the bytes that are kept: a copy staged beside the snapshots.
+    staging = snapshot.staging_dir(req.snapshot_root, _scratch_dir())
+    try:
+        staged = snapshot.stage(req.dataset.source, staging)
+        fmt = data.staged_format(staged, req.dataset.format)
+        # One streamed pass: memory stays flat however many rows the source has.
+        prof, rows, columns = stream.profile_staged(staged, fmt, req.dataset)
+        prof["datasetDigest"] = staged.digest
+        snapshot_uri = (
+            snapshot.publish(staged, req.snapshot_root, fmt) if req.snapshot_root else None
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # gone already when published
     result = ProfileResult(
         ok=True,
-        digest=loaded.digest,
-        rows=len(frame),
-        columns=len(frame.columns),
+        digest=staged.digest,
+        rows=rows,
+        columns=columns,
         profile_uri=_uri(store.join(out, contract.PROFILE_FILE)),
+        snapshot_uri=snapshot_uri,
     )
     if store.is_remote(out):
         # One object, one PUT: atomic on every S3 implementation, so no marker is needed.

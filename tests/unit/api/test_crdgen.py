@@ -199,7 +199,11 @@ def test_quantities_are_int_or_string() -> None:
             },
             {
                 "type": "object",
-                "additionalProperties": {"x-kubernetes-preserve-unknown-fields": True},
+                "additionalProperties": {
+                    "x-kubernetes-preserve-unknown-fields": True,
+                    "maxProperties": 0,
+                    "maxItems": 0,
+                },
             },
         ),
         (

@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 import yaml
 
-from driftloop_testkit.helm import CHART, REPO, VALUE_SETS, HelmError, lint, render
+from driftloop_testkit.helm import (
+    CHART,
+    NAMESPACE,
+    RELEASE,
+    REPO,
+    VALUE_SETS,
+    HelmError,
+    lint,
+    render,
+)
 
 pytestmark = [pytest.mark.helm, pytest.mark.usefixtures("helm_bin")]
 
@@ -33,16 +42,20 @@ NAMESPACED_GRANTS = {
     ),
     ("driftloop.dev", "trainingruns", "create"),
     ("driftloop.dev", "modelversions", "create"),
-    *(("batch", "jobs", v) for v in ("get", "list", "create", "delete")),
-    *(("", "pods", v) for v in ("get", "list")),
-    *(("apps", "deployments", v) for v in ("get", "create", "patch")),
-    *(("", "services", v) for v in ("get", "create")),
+    *(("batch", "jobs", v) for v in ("get", "list", "watch", "create", "delete")),
+    *(("", "pods", v) for v in ("get", "list", "watch")),
+    # delete: a shadow candidate's Deployment and Service (promotion strategy shadow)
+    *(("apps", "deployments", v) for v in ("get", "list", "watch", "create", "patch", "delete")),
+    *(("", "services", v) for v in ("get", "create", "delete")),
+    *(("autoscaling", "horizontalpodautoscalers", v) for v in ("get", "create", "patch", "delete")),
     *((g, "events", v) for g in ("", "events.k8s.io") for v in ("create", "patch")),
     ("", "events", "list"),
+    ("", "events", "watch"),
     ("", "secrets", "get"),
     ("", "persistentvolumeclaims", "get"),
     *(("monitoring.coreos.com", "servicemonitors", v) for v in ("get", "create")),
 }
+LEASE_ROLE = f"{RELEASE}-leader-election"
 CRD_GRANTS = {
     ("apiextensions.k8s.io", "customresourcedefinitions", v) for v in ("get", "list", "watch")
 }
@@ -111,9 +124,47 @@ def test_defaults_render_the_expected_objects() -> None:
     kinds = sorted(o["kind"] for o in render())
     assert kinds == sorted(
         ["ServiceAccount", "PersistentVolumeClaim", "ClusterRole", "ClusterRoleBinding"]
-        + ["Service", "Deployment"]
+        + ["Service", "Deployment", "PodDisruptionBudget", "Role", "RoleBinding"]
         + ["CustomResourceDefinition"] * 4
     )
+
+
+def test_replicas_elect_a_leader_on_their_own_lease_only() -> None:
+    objects = render({"watchNamespaces": ["team-a"]})
+    (role,) = [r for r in of_kind(objects, "Role") if r["metadata"]["namespace"] == NAMESPACE]
+    assert role["metadata"]["name"] == LEASE_ROLE
+    assert grants(role) == {
+        ("coordination.k8s.io", "leases", verb) for verb in ("create", "get", "update")
+    }
+    named = [rule for rule in role["rules"] if "get" in rule["verbs"]]
+    assert [rule.get("resourceNames") for rule in named] == [[RELEASE]]
+    env = env_of(objects)
+    assert env["DRIFTLOOP_LEADER_ELECTION"] == "true"
+    assert env["DRIFTLOOP_LEASE_NAME"] == RELEASE
+    spec = operator_deployment(objects)["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    anti = spec["template"]["spec"]["affinity"]["podAntiAffinity"]
+    (term,) = anti["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert term["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    (pdb,) = of_kind(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"] == spec["selector"]
+
+
+def test_one_replica_without_election_is_recreated_and_has_no_lease() -> None:
+    objects = render({"replicaCount": 1, "leaderElection": {"enabled": False}})
+    assert not of_kind(objects, "PodDisruptionBudget")
+    assert not [r for r in of_kind(objects, "Role") if "leader" in r["metadata"]["name"]]
+    spec = operator_deployment(objects)["spec"]
+    assert (spec["replicas"], spec["strategy"]) == (1, {"type": "Recreate"})
+    assert "affinity" not in spec["template"]["spec"]
+    assert env_of(objects)["DRIFTLOOP_LEADER_ELECTION"] == "false"
+
+
+def test_replicas_without_leader_election_are_refused() -> None:
+    with pytest.raises(HelmError, match=re.escape("replicaCount > 1 needs leaderElection.enabled")):
+        render({"replicaCount": 3, "leaderElection": {"enabled": False}})
 
 
 # --------------------------------------------------------------------------- values schema
@@ -230,7 +281,8 @@ def test_cluster_wide_rbac_is_exactly_the_contract() -> None:
             "namespace": account["metadata"]["namespace"],
         }
     ]
-    assert not of_kind(objects, "Role")
+    # The one Role: the leader-election Lease (test_replicas_elect_a_leader_on_their_own_lease_only)
+    assert [r["metadata"]["name"] for r in of_kind(objects, "Role")] == [LEASE_ROLE]
 
 
 def test_optional_rules_follow_values() -> None:
@@ -242,7 +294,12 @@ def test_optional_rules_follow_values() -> None:
 
 def test_every_rbac_rule_has_a_comment() -> None:
     """One comment per rule, in the templates (rendered YAML keeps them too)."""
-    for path in (CHART / "templates" / "_helpers.tpl", CHART / "templates" / "rbac.yaml"):
+    templates = CHART / "templates"
+    for path in (
+        templates / "_helpers.tpl",
+        templates / "rbac.yaml",
+        templates / "leaderelection.yaml",
+    ):
         lines = [
             line.strip()
             for line in path.read_text().splitlines()
@@ -256,11 +313,11 @@ def test_every_rbac_rule_has_a_comment() -> None:
 def test_namespaced_mode_uses_roles_per_namespace() -> None:
     objects = render(VALUE_SETS["namespaced"])
     namespaces = {"team-a", "team-b"}
-    roles = of_kind(objects, "Role")
+    roles = [r for r in of_kind(objects, "Role") if r["metadata"]["name"] != LEASE_ROLE]
     assert {r["metadata"]["namespace"] for r in roles} == namespaces
     for role in roles:
         assert grants(role) == NAMESPACED_GRANTS
-    bindings = of_kind(objects, "RoleBinding")
+    bindings = [b for b in of_kind(objects, "RoleBinding") if b["metadata"]["name"] != LEASE_ROLE]
     assert {b["metadata"]["namespace"] for b in bindings} == namespaces
     for binding in bindings:
         assert binding["roleRef"]["kind"] == "Role"
@@ -312,8 +369,7 @@ def test_operator_deployment_shape() -> None:
     objects = render()
     deployment = operator_deployment(objects)
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
     pod = spec["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "driftloop/operator:dev"
@@ -428,3 +484,9 @@ def test_notes_render(tmp_path: Path) -> None:
         assert "kubectl get driftloop" in text
         assert ("team-a, team-b" in text) == (name == "namespaced")
         assert ("crds.enabled=false" in text) == (name == "crds-disabled")
+        # The upload command for the artifact store in use.
+        if name == "s3-artifacts":
+            assert "kubectl driftloop upload iris.csv --to s3://models/data/iris.csv" in text
+            assert "--secret driftloop-s3" in text
+        else:
+            assert "kubectl driftloop upload iris.csv --to data/iris.csv" in text

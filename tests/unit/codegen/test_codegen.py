@@ -17,7 +17,10 @@ from driftloop.codegen.__main__ import leftovers, main, outputs
 
 ROOT = Path(__file__).resolve().parents[3]
 #: What the generators read besides the Python models.
-INPUTS = ("docs/gitops/argocd-health/health.lua",)
+INPUTS = (
+    "docs/gitops/argocd-health/health.lua",
+    "serving-image/src/driftloop_runtime/oip/open_inference.proto",
+)
 
 
 def test_committed_files_are_current() -> None:
@@ -39,6 +42,10 @@ def test_every_generated_file_is_listed() -> None:
             for k in ("Dataset", "Deployment", "ModelVersion", "TrainingRun")
         ]
         + ["docs/gitops/argocd-cm.yaml", "docs/reference/api.md"]
+        + [
+            f"serving-image/src/driftloop_runtime/oip/open_inference_pb2{suffix}"
+            for suffix in (".py", ".pyi", "_grpc.py")
+        ]
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import driftloop_contract as contract
 from driftloop import builders, naming
-from driftloop.api import DatasetSpec, DeploymentSpec, TrainingRunSpec
+from driftloop.api import Autoscaling, DatasetSpec, DeploymentSpec, TrainingRunSpec
 from driftloop.builders.serving import ServedVersion, server_config
 from driftloop.config import OperatorConfig
 
@@ -60,7 +60,7 @@ def _secret_env(manifest: dict[str, Any]) -> dict[str, dict[str, str]]:
     return {
         e["name"]: e["valueFrom"]["secretKeyRef"]
         for e in _container(manifest)["env"]
-        if "valueFrom" in e
+        if "secretKeyRef" in e.get("valueFrom", {})
     }
 
 
@@ -110,6 +110,20 @@ def test_predictor_golden(golden: Golden) -> None:
     )
     golden.check("predictor-service", builders.predictor_service(DEP))
     golden.check("service-monitor", builders.service_monitor(DEP))
+
+
+def test_canary_predictor_golden(golden: Golden) -> None:
+    """The candidate's own predictor: its name, its replicas, a selector of its own, and
+    the labels the predictor's Service selects on."""
+    canary = builders.predictor_deployment(
+        DEP, DEPLOY_SPEC, SERVED, CONFIG, replicas=1, canary=True
+    )
+    golden.check("predictor-canary", canary)
+    service = builders.predictor_service(DEP)
+    pod_labels = canary["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    stable = builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, CONFIG)
+    assert canary["spec"]["selector"] != stable["spec"]["selector"]
 
 
 def test_predictor_rolls_with_zero_unavailable() -> None:
@@ -188,6 +202,26 @@ def test_predictor_follows_the_served_artifact_not_the_mode() -> None:
     assert set(_secret_env(in_s3)) == set(contract.S3_SECRET_KEYS)
 
 
+def test_predictor_finds_its_peers_through_its_service() -> None:
+    """The pod's IP from the downward API; the seed only once the Service has a ClusterIP."""
+    seeded = builders.predictor_deployment(
+        DEP, DEPLOY_SPEC, SERVED, CONFIG, peers_seed="10.96.0.7:8080"
+    )
+    env = _container(seeded)["env"]
+    assert {
+        "name": contract.ENV_POD_IP,
+        "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+    } in env
+    assert _env(seeded)[contract.ENV_PEERS_SEED] == "10.96.0.7:8080"
+    assert contract.ENV_PEERS_SEED not in _env(
+        builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, CONFIG)
+    )
+    assert builders.peers_seed({"spec": {"clusterIP": "10.96.0.7"}}) == "10.96.0.7:8080"
+    assert builders.peers_seed({"spec": {"clusterIP": "fd00::7"}}) == "[fd00::7]:8080"
+    assert builders.peers_seed({"spec": {"clusterIP": "None"}}) is None
+    assert builders.peers_seed({"spec": {}}) is None
+
+
 def test_pvc_mode_sets_no_s3_environment() -> None:
     for manifest in (
         builders.training_job(RUN, RUN_SPEC, DATASET, CONFIG),
@@ -258,3 +292,56 @@ def test_child_names_fit_a_label(parent: str) -> None:
     name = naming.child_name(parent, "profile-g12-r345")
     assert len(name) <= 63
     assert name == naming.child_name(parent, "profile-g12-r345")
+
+
+def test_predictor_hpa_golden_and_replicas_left_to_it(golden: Golden) -> None:
+    spec = DEPLOY_SPEC.model_copy(
+        update={
+            "autoscaling": Autoscaling.model_validate(
+                {"minReplicas": 2, "maxReplicas": 5, "targetCPUUtilization": 60}
+            )
+        }
+    )
+    hpa = builders.predictor_hpa(DEP, spec)
+    assert hpa is not None
+    golden.check("predictor-hpa", hpa)
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "iris-predictor"
+    # the HPA owns the count: the applied predictor must not carry one to fight it
+    assert "replicas" not in builders.predictor_deployment(DEP, spec, SERVED, CONFIG)["spec"]
+    assert builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, CONFIG)["spec"]["replicas"]
+    assert builders.predictor_hpa(DEP, DEPLOY_SPEC) is None
+    rps = spec.model_copy(
+        update={
+            "autoscaling": Autoscaling.model_validate(
+                {"maxReplicas": 4, "targetRequestsPerSecond": 150.5}
+            )
+        }
+    )
+    rps_hpa = builders.predictor_hpa(DEP, rps)
+    assert rps_hpa is not None
+    (metric,) = rps_hpa["spec"]["metrics"]
+    assert metric["pods"] == {
+        "metric": {"name": "driftloop_inference_requests_per_second"},
+        "target": {"type": "AverageValue", "averageValue": "150500m"},
+    }
+    default = builders.predictor_hpa(
+        DEP,
+        spec.model_copy(update={"autoscaling": Autoscaling.model_validate({"maxReplicas": 3})}),
+    )
+    assert default is not None
+    assert default["spec"]["metrics"][0]["resource"]["target"]["averageUtilization"] == 80
+
+
+def test_predictor_hpa_scale_down_window_only_when_set() -> None:
+    def hpa_of(**extra: int) -> Any:
+        spec = DEPLOY_SPEC.model_copy(
+            update={"autoscaling": Autoscaling.model_validate({"maxReplicas": 3, **extra})}
+        )
+        hpa = builders.predictor_hpa(DEP, spec)
+        assert hpa is not None
+        return hpa["spec"]
+
+    assert "behavior" not in hpa_of()  # the HPA's own default (300 s)
+    assert hpa_of(scaleDownStabilizationSeconds=0)["behavior"] == {
+        "scaleDown": {"stabilizationWindowSeconds": 0}
+    }

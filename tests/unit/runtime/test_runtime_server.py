@@ -283,6 +283,17 @@ def test_metrics_drift_and_feedback(server: Server, http: requests.Session) -> N
     for name, value in drifted.items():
         assert value > contract.DRIFT_THRESHOLDS[contract.DriftMethod.psi], name
         assert value > calm[name]
+    # the calibrated threshold of every feature for this pod's window, and the shift
+    # is above each of them
+    limits = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(
+            r'^driftloop_feature_drift_threshold\{[^}]*feature="([^"]+)"[^}]*\} (\S+)$', text, re.M
+        )
+    }
+    assert set(limits) == set(drifted)
+    assert all(drifted[name] > limits[name] > 0 for name in limits)
+    assert re.search(r"^driftloop_drift_reference_rows\{[^}]*\} [1-9]", text, re.M)
     check_with_promtool(text)
 
 

@@ -56,6 +56,44 @@ def test_row_buffer_batches_into_the_shared_window(tmp_path: Path) -> None:
     assert got.tolist() == [1.0]
 
 
+def test_row_buffer_keeps_a_batch_the_busy_lock_refused(tmp_path: Path) -> None:
+    """Contention delays a prediction's record, never loses it (its feedback would 404)."""
+    from driftloop_runtime.shared import RowBuffer, id_hash
+
+    s = SharedState(str(tmp_path / "w"), columns=2, window=100)
+    buf = RowBuffer(s, max_items=64, max_pending_rows=6)
+    buf.add(np.array([[1.0]]), np.array([1.0]), id_hash("first"), 1)
+    with s.lock:  # another worker (or the scrape) holds the window
+        buf.flush()
+        buf.add(np.array([[2.0], [3.0]]), np.array([2.0, 3.0]), id_hash("second"), 2)
+        buf.flush()
+    assert s.snapshot().window_total == 0
+    assert buf.dropped == 0
+    buf.flush()  # the next flush writes both batches, in order
+    assert s.snapshot().window_total == 3
+    first, second = s.lookup("first"), s.lookup("second")
+    assert first is not None
+    assert first.tolist() == [1.0]
+    assert second is not None
+    assert second.tolist() == [2.0, 3.0]
+
+
+def test_row_buffer_drops_the_oldest_rows_under_sustained_contention(tmp_path: Path) -> None:
+    from driftloop_runtime.shared import RowBuffer, id_hash
+
+    s = SharedState(str(tmp_path / "w"), columns=2, window=100)
+    buf = RowBuffer(s, max_items=64, max_pending_rows=4)
+    with s.lock:
+        for i in range(6):
+            buf.add(np.array([[float(i)]]), np.array([float(i)]), id_hash(f"r{i}"), 1)
+            buf.flush()
+    assert buf.dropped == 2
+    buf.flush()
+    assert sorted(s.snapshot().window[:, 0].tolist()) == [2.0, 3.0, 4.0, 5.0]
+    assert s.lookup("r0") is None
+    assert s.lookup("r5") is not None
+
+
 def test_runtime_imports_no_kubernetes_client() -> None:
     runtime = ("__main__", "train", "serve", "app", "model")
     loaded = loaded_packages(*(f"driftloop_runtime.{m}" for m in runtime))

@@ -20,7 +20,13 @@ from driftloop_contract import TrainRequest, ValidationRule
 from driftloop_runtime import artifacts
 from driftloop_runtime.errors import RuntimeFailureError, ValidationFailedError
 from driftloop_runtime.train import run_profile, train
-from driftloop_testkit.runtime import RUNTIME, diabetes_request, iris_frame, iris_request
+from driftloop_testkit.runtime import (
+    IRIS_FEATURES,
+    RUNTIME,
+    diabetes_request,
+    iris_frame,
+    iris_request,
+)
 
 
 def run_cli(command: str, request: dict[str, Any], tmp_path: Path) -> tuple[int, dict[str, Any]]:
@@ -178,6 +184,58 @@ def test_null_ratio_allowed_trains_with_imputer(data_dir: Path, tmp_path: Path) 
     req["dataset"]["source"] = _write(tmp_path, frame)
     req["dataset"]["validation"] = {"maxNullRatio": 0.2}
     assert train(TrainRequest.model_validate(req)).ok
+
+
+def _served_rows(frame: Any, color: str) -> Any:
+    """Rows as the server hands them to the model: an object matrix, numbers and strings."""
+    import numpy as np
+
+    x = np.empty((len(frame), 5), dtype=object)
+    x[:, :4] = frame[IRIS_FEATURES].to_numpy()
+    x[:, 4] = color
+    return x
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "nan", "steps", "categorical"),
+    [
+        # the categories as they are: no one-hot columns
+        ({}, False, ["model"], [False] * 4 + [True]),
+        # imputed numbers first, then the categories as ordinals
+        ({}, True, ["preprocess", "model"], [False] * 4 + [True]),
+        # 3 colours, 2 bins: one-hot, as for every other estimator
+        ({"max_bins": 2}, False, ["preprocess", "model"], "from_dtype"),
+    ],
+)
+def test_hist_gradient_boosting_takes_categories_natively(
+    hyperparameters: dict[str, Any],
+    nan: bool,
+    steps: list[str],
+    categorical: Any,
+    data_dir: Path,
+    tmp_path: Path,
+) -> None:
+    frame = iris_frame()
+    if nan:
+        frame.loc[:10, "petal_width"] = float("nan")
+    req = iris_request(
+        data_dir,
+        tmp_path / "v1",
+        estimator="HistGradientBoostingClassifier",
+        hyperparameters={"max_iter": 5, **hyperparameters},
+    )
+    req["dataset"]["source"] = _write(tmp_path, frame)
+    req["dataset"]["validation"] = {"maxNullRatio": 0.2}
+    result = train(TrainRequest.model_validate(req))
+    assert result.ok, result
+    assert result.metrics["accuracy"] > 0.8
+    model = artifacts.load_model(tmp_path / "v1" / contract.MODEL_FILE)
+    assert [name for name, _ in model.steps] == steps
+    assert model[-1].categorical_features == categorical
+    served = iris_frame().iloc[[0, 60, 120]]
+    assert model.predict(_served_rows(served, "red")).tolist() == [0, 1, 2]
+    # A colour never seen in training counts as missing: still an answer.
+    assert len(model.predict(_served_rows(served, "purple"))) == 3
 
 
 def test_unparseable_source(tmp_path: Path, data_dir: Path) -> None:

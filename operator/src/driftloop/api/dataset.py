@@ -9,7 +9,7 @@ from pydantic import Field
 
 import driftloop_contract as contract
 
-from ._base import ApiModel, Duration, Rule, StatusBase
+from ._base import ApiModel, Duration, ResourceRequirements, Rule, StatusBase
 
 _KNOWN_RULES = ("minRows", "maxRows", "maxNullRatio", "allowedValues", "columns")
 
@@ -29,8 +29,9 @@ class FeatureSpec(ApiModel):
     )
     allowed_values: list[Annotated[str, Field(max_length=256)]] | None = Field(
         default=None,
+        min_length=1,
         max_length=1000,
-        description="For categorical features: the only values allowed.",
+        description="For categorical features: the only values allowed (at least one).",
     )
 
     def to_contract(self) -> contract.FeatureSpec:
@@ -66,10 +67,13 @@ class DatasetSpec(ApiModel):
     source: str = Field(
         min_length=1,
         max_length=2048,
-        pattern=r"^(/|file://|https?://|s3://)",
+        # What the runtime can read: a path, a host, a bucket and a key.
+        pattern=r"^(/[^/]|file://[^/]*/[^/]|https?://[^/]|s3://[^/]+/[^/])",
         description=(
             "URI of a CSV or Parquet file: an absolute path on the artifact volume "
-            "(/artifacts/...), file://, http(s):// or s3://."
+            "(/artifacts/...), file:///path, http(s)://host/... or s3://bucket/key; or "
+            "of a directory or prefix of Parquet files (a directory path, or an s3:// "
+            "URI ending in /; hive partitions such as day=1/ become columns)."
         ),
     )
     format: Literal["csv", "parquet", "auto"] = Field(
@@ -86,6 +90,16 @@ class DatasetSpec(ApiModel):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
     target: ColumnName = Field(description="Column holding the label to predict.")
+    task: contract.Task | None = Field(
+        default=None,
+        description=(
+            "What the target is for. classification: the profile Job refuses a target "
+            "with fewer than two classes; regression: a target that is not numeric or "
+            "has fewer than two distinct values. Unset: the target must have two "
+            "distinct values, and the training Job checks the rest for its estimator's "
+            "task. A TrainingRun whose estimator is for the other task is refused."
+        ),
+    )
     validation: ValidationRules = Field(
         default_factory=ValidationRules, description="Data validation rules."
     )
@@ -95,6 +109,14 @@ class DatasetSpec(ApiModel):
         description=(
             "Re-read the source this often (e.g. 1h). A new content digest becomes a "
             "new dataset version. Unset: read once per spec change."
+        ),
+    )
+
+    resources: ResourceRequirements | None = Field(
+        default=None,
+        description=(
+            "Resources of the profile Job's container (it streams the source to the "
+            "artifact store and parses it: size memory for the data)."
         ),
     )
 
@@ -131,6 +153,7 @@ class DatasetSpec(ApiModel):
             format=self.format,
             features=[f.to_contract() for f in self.features],
             target=self.target,
+            task=contract.Task(self.task) if self.task else None,
             validation=self.validation.to_contract(),
         )
 
@@ -168,6 +191,14 @@ class DatasetStatus(StatusBase):
             "Where the profile Job wrote this version's profile (per-feature bins and "
             "quantiles). For inspection: servers measure drift against the profile "
             "stored with each model version's artifacts."
+        ),
+    )
+    snapshot_uri: str | None = Field(
+        default=None,
+        max_length=2048,
+        description=(
+            "Where the current version's validated bytes are stored, under their "
+            "digest: the data TrainingRuns train on."
         ),
     )
     last_refresh_time: str | None = Field(

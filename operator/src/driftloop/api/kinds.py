@@ -118,6 +118,12 @@ DEPLOYMENT = KindInfo(
         PrinterColumn("Serving", ".status.servingVersion", "integer"),
         PrinterColumn("Previous", ".status.previousVersion", "integer", priority=1),
         PrinterColumn("Replicas", ".status.readyReplicas", "integer"),
+        PrinterColumn("Canary", ".status.canary.weight", "integer", priority=1),
+        PrinterColumn(
+            "Last Change",
+            ".status.history[0].reason",
+            description="Why the version served last changed (status.history, newest first).",
+        ),
         PrinterColumn("URL", ".status.url", priority=1),
         *_ready_columns(),
     ),

@@ -22,7 +22,8 @@ class Artifact(ApiModel):
     uri: str = Field(
         min_length=1,
         max_length=2048,
-        pattern=r"^(file://|s3://)",
+        # What the server loads: an absolute path, or a bucket (and prefix).
+        pattern=r"^(file:///|s3://[^/])",
         description="Artifact directory: file:///artifacts/... or s3://bucket/prefix.",
     )
     sha256: str = Field(pattern=r"^[a-f0-9]{64}$", description="sha256 of the model file.")
@@ -49,6 +50,27 @@ class Lineage(ApiModel):
         default_factory=dict,
         json_schema_extra={"maxProperties": 32},
         description="Hyperparameters the estimator was built with.",
+    )
+    dataset_snapshot: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Where the exact data trained on is stored (content-addressed).",
+    )
+    test_size: float | None = Field(
+        default=None, description="Fraction of rows held out for evaluation."
+    )
+    random_state: int | None = Field(
+        default=None, description="Seed of the split (and of estimators that take one)."
+    )
+    image_digest: str | None = Field(
+        default=None,
+        max_length=512,
+        description="The training container's image by digest (its pod's imageID).",
+    )
+    library_versions: dict[str, str] = Field(
+        default_factory=dict,
+        json_schema_extra={"maxProperties": 16},
+        description="Versions of python, scikit-learn, numpy... in the training image.",
     )
 
 
@@ -83,6 +105,16 @@ class Approval(enum.StrEnum):
     archived = "archived"
 
 
+class ApprovalChange(ApiModel):
+    """One change of a ModelVersion's approval."""
+
+    approval: Approval = Field(description="The new state.")
+    previous: Approval | None = Field(default=None, description="The state before, if any.")
+    reason: str = Field(max_length=64, description="SetByUser, GatesFailed, PromotionPolicy, ...")
+    message: str = Field(default="", max_length=1024)
+    time: str = Field(json_schema_extra={"format": "date-time"})
+
+
 class ModelVersionStatus(StatusBase):
     """Observed state of a ModelVersion."""
 
@@ -106,4 +138,9 @@ class ModelVersionStatus(StatusBase):
             "status.servingModelVersion: its pods, which check the artifact's digest "
             "before loading it, became ready. Stays true."
         ),
+    )
+    approval_history: list[ApprovalChange] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Changes of the approval, newest first (at most 10).",
     )

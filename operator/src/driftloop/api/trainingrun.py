@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import Field
 
 import driftloop_contract as contract
 
-from ._base import ApiModel, LocalObjectReference, ModelName, ResourceRequirements, Rule, StatusBase
+from ._base import ApiModel, ModelName, ObjectName, ResourceRequirements, Rule, StatusBase
+
+
+def _cel_list(names: Iterable[str]) -> str:
+    return "[" + ", ".join(f"'{n}'" for n in names) + "]"
+
 
 _METRIC_NAMES = [m.value for m in contract.Metric]
-_CEL_METRICS = "[" + ", ".join(f"'{m}'" for m in _METRIC_NAMES) + "]"
+_CEL_METRICS = _cel_list(_METRIC_NAMES)
 
 EstimatorName = enum.Enum(  # type: ignore[misc]
     "EstimatorName", {name: name for name in contract.ESTIMATORS}, type=str
 )
+
+
+def _estimators_of(task: contract.Task) -> list[str]:
+    return [name for name, (_, t) in contract.ESTIMATORS.items() if t is task]
+
+
+_CLASSIFIERS = _estimators_of(contract.Task.classification)
+_TASK_OF_TYPE = (
+    f"(self.estimator.type in {_cel_list(_CLASSIFIERS)} ? "
+    f"{_cel_list(m.value for m in contract.METRICS_BY_TASK[contract.Task.classification])} : "
+    f"{_cel_list(m.value for m in contract.METRICS_BY_TASK[contract.Task.regression])})"
+)
+
+
+def _task_metrics(template: Any) -> set[str]:
+    """The metric names of the template's estimator's task."""
+    task = contract.ESTIMATORS[str(template.estimator.type)][1]
+    return {m.value for m in contract.METRICS_BY_TASK[task]}
 
 
 class Estimator(ApiModel):
@@ -27,8 +52,10 @@ class Estimator(ApiModel):
         max_length=32,
         json_schema_extra={"maxProperties": 32},
         description=(
-            "Constructor arguments, checked against the estimator's signature and "
-            "scikit-learn's parameter constraints."
+            "Constructor arguments: values true/false, numbers, strings or null (a list "
+            "or map is refused at admission); the training Job checks the names against "
+            "the estimator's signature and the values against scikit-learn's parameter "
+            "constraints."
         ),
     )
 
@@ -47,6 +74,8 @@ class Evaluation(ApiModel):
     )
     min_scores: dict[str, float] = Field(
         default_factory=dict,
+        max_length=len(contract.Metric),
+        json_schema_extra={"maxProperties": len(contract.Metric)},
         description=(
             "Gates: metric name -> minimum (maximum for mae/rmse). A model that "
             "misses a gate (or whose gated metric is not computed) is registered, "
@@ -54,7 +83,7 @@ class Evaluation(ApiModel):
         ),
     )
 
-    __rules__ = (
+    __rules__: tuple[Rule, ...] = (
         Rule(
             cel=f"!has(self.minScores) || self.minScores.all(k, k in {_CEL_METRICS})",
             message="spec.evaluation.minScores keys must be metric names: "
@@ -72,13 +101,68 @@ class Evaluation(ApiModel):
         )
 
 
+#: A dataset version: the sha256 content digest the profile Job reported.
+DIGEST_PATTERN = r"^sha256:[a-f0-9]{64}$"
+
+
+class DatasetReference(ApiModel):
+    """The Dataset to train on and, optionally, which of its validated versions."""
+
+    name: ObjectName = Field(description="Name of the Dataset (same namespace).")
+    version: str | None = Field(
+        default=None,
+        pattern=DIGEST_PATTERN,
+        max_length=80,
+        description=(
+            "Pin a validated version (sha256:<hex>, from the Dataset's status.version or "
+            "history): the run trains on that version's stored snapshot. Unset: the "
+            "Dataset's current version when the run starts. A pinned version whose "
+            "snapshot is not in the artifact store fails the run (SnapshotMissing)."
+        ),
+    )
+
+
+class Reproduce(ApiModel):
+    """Re-train an existing ModelVersion and compare the result with it."""
+
+    model_version: ObjectName = Field(
+        description=(
+            "The ModelVersion to rebuild (same namespace, same model). The run trains on "
+            "its dataset snapshot unless datasetRef.version pins another; status."
+            "reproduction says whether the artifact's sha256 and the metrics match, and "
+            "which recorded inputs differ. A reproducing run registers no ModelVersion."
+        )
+    )
+
+
+class Sampling(ApiModel):
+    """A sample of the rows to train on."""
+
+    max_rows: int = Field(ge=2, description="Most rows trained on (drawn when there are more).")
+    stratified: bool = Field(
+        default=True,
+        description="Keep each class's share of the rows (classification; ignored otherwise).",
+    )
+
+    def to_contract(self) -> contract.Sampling:
+        return contract.Sampling(max_rows=self.max_rows, stratified=self.stratified)
+
+
 class TrainingRunTemplate(ApiModel):
     """Everything a TrainingRun needs; reused by Deployment retraining templates."""
 
-    dataset_ref: LocalObjectReference = Field(description="The Dataset to train on.")
+    dataset_ref: DatasetReference = Field(description="The Dataset to train on.")
     estimator: Estimator
     evaluation: Evaluation = Field(
         default_factory=Evaluation, description="Held-out evaluation and promotion gates."
+    )
+    sampling: Sampling | None = Field(
+        default=None,
+        description=(
+            "Train on at most maxRows rows of the data (drawn with evaluation."
+            "randomState, so a rerun draws the same rows): for estimators that hold "
+            "the whole matrix in memory."
+        ),
     )
     resources: ResourceRequirements | None = Field(
         default=None, description="Resources of the training container."
@@ -94,13 +178,49 @@ class TrainingRunTemplate(ApiModel):
         default=3600, ge=1, le=7 * 24 * 3600, description="Deadline of the training Job."
     )
 
+    __rules__: tuple[Rule, ...] = (
+        Rule(
+            cel="!has(self.evaluation) || !has(self.evaluation.metrics) || "
+            f"self.evaluation.metrics.all(m, m in {_TASK_OF_TYPE})",
+            message="evaluation.metrics must be metrics of the estimator's task: "
+            "accuracy, f1, roc_auc (classifiers) or r2, mae, rmse (regressors)",
+            check=lambda t: set(t.evaluation.metrics) <= _task_metrics(t),
+        ),
+        Rule(
+            cel="!has(self.evaluation) || !has(self.evaluation.minScores) || "
+            f"self.evaluation.minScores.all(k, k in {_TASK_OF_TYPE})",
+            message="evaluation.minScores keys must be metrics of the estimator's task: "
+            "accuracy, f1, roc_auc (classifiers) or r2, mae, rmse (regressors)",
+            check=lambda t: set(t.evaluation.min_scores) <= _task_metrics(t),
+        ),
+        Rule(
+            cel="!has(self.evaluation) || !has(self.evaluation.minScores) || "
+            "!has(self.evaluation.metrics) || size(self.evaluation.metrics) == 0 || "
+            "self.evaluation.minScores.all(k, k in self.evaluation.metrics)",
+            message="evaluation.minScores keys must be among evaluation.metrics when "
+            "metrics are listed (a gate on a metric not computed always fails)",
+            check=lambda t: (
+                not t.evaluation.metrics
+                or set(t.evaluation.min_scores) <= set(t.evaluation.metrics)
+            ),
+        ),
+    )
+
 
 class TrainingRunSpec(TrainingRunTemplate):
     """Desired state of a TrainingRun. Immutable: create a new run to train again."""
 
     model: ModelName = Field(description="Name of the model this run trains a version of.")
+    reproduce: Reproduce | None = Field(
+        default=None,
+        description=(
+            "Rebuild this ModelVersion instead of registering a new one; write the spec "
+            "from its lineage (kubectl driftloop lineage shows it)."
+        ),
+    )
 
-    __rules__ = (
+    __rules__: tuple[Rule, ...] = (
+        *TrainingRunTemplate.__rules__,
         Rule(cel="self == oldSelf", message="spec is immutable: create a new TrainingRun instead"),
     )
 
@@ -110,6 +230,27 @@ class TrainingRunPhase(enum.StrEnum):
     running = "Running"
     succeeded = "Succeeded"
     failed = "Failed"
+
+
+class Reproduction(ApiModel):
+    """How a reproducing run's result compares with the ModelVersion it rebuilt."""
+
+    model_version: str = Field(max_length=63, description="The ModelVersion rebuilt.")
+    artifact_matches: bool = Field(
+        description="The new model file's sha256 equals the ModelVersion's artifact sha256."
+    )
+    metrics_match: bool = Field(description="Every metric equals the recorded one.")
+    sha256: str | None = Field(
+        default=None, max_length=64, description="sha256 of the rebuilt model file."
+    )
+    differences: list[str] = Field(
+        default_factory=list,
+        max_length=16,
+        description=(
+            "Recorded inputs that differ from the original's: datasetDigest, estimator, "
+            "hyperparameters, testSize, randomState, imageDigest, a library version."
+        ),
+    )
 
 
 class TrainingRunStatus(StatusBase):
@@ -127,6 +268,14 @@ class TrainingRunStatus(StatusBase):
     )
     model_version: str | None = Field(
         default=None, max_length=63, description="The ModelVersion produced."
+    )
+    image_digest: str | None = Field(
+        default=None,
+        max_length=512,
+        description="The training container's image, by digest (its pod's imageID).",
+    )
+    reproduction: Reproduction | None = Field(
+        default=None, description="With spec.reproduce: the comparison with the original."
     )
     model_version_claim: int | None = Field(
         default=None,

@@ -15,6 +15,8 @@ def model_version(
     result: contract.TrainResult,
     version: int,
     image: str,
+    image_digest: str | None = None,
+    snapshot: str | None = None,
 ) -> Manifest:
     """A registry entry for a finished run.
 
@@ -38,6 +40,11 @@ def model_version(
                 "image": image,
                 "estimator": str(spec.estimator.type),
                 "hyperparameters": spec.estimator.hyperparameters,
+                "datasetSnapshot": snapshot,
+                "testSize": spec.evaluation.test_size,
+                "randomState": spec.evaluation.random_state,
+                "imageDigest": image_digest,
+                "libraryVersions": dict(list(result.library_versions.items())[:16]),
             },
         }
     )

@@ -94,9 +94,16 @@ def training_job(
     spec: TrainingRunSpec,
     dataset: DatasetSpec,
     config: OperatorConfig,
+    snapshot: contract.SnapshotRef | None = None,
 ) -> Manifest:
-    """The Job of one TrainingRun; its pod reports a TrainResult as termination message."""
+    """The Job of one TrainingRun; its pod reports a TrainResult as termination message.
+
+    ``snapshot``: the validated dataset version to train on (None: the live source,
+    for a Dataset profiled before snapshots existed).
+    """
     request = contract.TrainRequest(
+        snapshot=snapshot,
+        sampling=spec.sampling.to_contract() if spec.sampling else None,
         model_name=spec.model,
         dataset=dataset.to_contract(),
         estimator=str(spec.estimator.type),
@@ -145,6 +152,7 @@ def profile_job(
         output_dir=naming.dataset_profile_dir(
             config.artifact_root, owner.name, owner.uid, generation, refresh
         ),
+        snapshot_root=contract.snapshot_root(config.artifact_root),
     )
     lbls = labels(PROFILING, owner.name, **{naming.LABEL_DATASET: owner.name})
     return _job(
@@ -155,7 +163,7 @@ def profile_job(
         request=request.model_dump_json(by_alias=True),
         image=config.runtime_image,
         config=config,
-        container_resources=resources(None),
+        container_resources=resources(spec.resources),
         backoff_limit=1,
         deadline=1800,
         read_only_artifacts=False,

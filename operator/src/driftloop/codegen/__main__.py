@@ -7,7 +7,7 @@ import difflib
 import sys
 from pathlib import Path
 
-from driftloop.codegen import argocd, chart, crds
+from driftloop.codegen import argocd, chart, crds, oip
 
 #: Files below these globs are all generated: one the generators no longer produce is stale
 #: (removed by a write, reported by --check).
@@ -16,7 +16,12 @@ OWNED = ("crds/*.yaml", f"{chart.CHART_CRDS}/*.yaml", f"{argocd.HEALTH}/*/*/heal
 
 def outputs(root: Path) -> dict[Path, str]:
     """Every generated file below ``root`` and its content."""
-    return {**crds.outputs(root), **chart.outputs(root), **argocd.outputs(root)}
+    return {
+        **crds.outputs(root),
+        **chart.outputs(root),
+        **argocd.outputs(root),
+        **oip.outputs(root),
+    }
 
 
 def leftovers(root: Path, files: dict[Path, str]) -> list[Path]:

@@ -5,8 +5,9 @@ pydantic's JSON Schema is close to, but not, a Kubernetes *structural* schema.
 
 * ``$ref`` / ``$defs`` are inlined (Kubernetes schemas are self-contained);
 * ``anyOf: [X, {type: null}]`` becomes ``X`` with ``nullable: true``;
-* unions of several scalar types become ``x-kubernetes-preserve-unknown-fields``
-  (the only truly free-form values: hyperparameters);
+* unions of several scalar types (the only truly free-form values: hyperparameters)
+  become ``x-kubernetes-preserve-unknown-fields`` with ``maxProperties: 0`` and
+  ``maxItems: 0``: no list or map with items;
 * ``const`` becomes a one-value ``enum``; numeric ``exclusiveMinimum: n`` becomes
   ``minimum: n, exclusiveMinimum: true`` (OpenAPI v3.0 form);
 * ``title``, ``additionalProperties: false`` and ``default: null`` are dropped.
@@ -122,9 +123,13 @@ def _collapse_any_of(node: Schema, defs: Schema) -> Schema:
     types = {v.get("type") for v in non_null}
     if None in types or "object" in types or "array" in types:
         raise SchemaError(f"cannot express union {variants!r} structurally")
-    # A union of scalars (bool | int | float | str): accept any JSON value here.
+    # A union of scalars (bool | int | float | str): a structural schema can name no
+    # type here, and CEL cannot see such a value (the API server builds no CEL type
+    # for it).  Any JSON value, then, but never a non-empty list or map: those the API
+    # server refuses at admission ("must have at most 0 items"); an empty one only
+    # the model refuses.
     rest.pop("default", None)
-    return {**rest, "x-kubernetes-preserve-unknown-fields": True}
+    return {**rest, "x-kubernetes-preserve-unknown-fields": True, "maxProperties": 0, "maxItems": 0}
 
 
 def crd_for(kind: KindInfo) -> Schema:

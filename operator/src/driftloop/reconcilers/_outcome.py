@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import driftloop_contract as contract
 from driftloop import conditions, policies
 from driftloop.builders import Owner
 from driftloop.client import CrdCache, KubeClient
@@ -29,8 +30,9 @@ class Outcome:
     events: list[Event] = field(default_factory=list)
     #: Metrics label: the object's phase after this reconcile.
     phase: str | None = None
-    #: Reconcile again after so many seconds, once the status is written (not waiting
-    #: for the next poll): the status records a step the next reconcile builds on.
+    #: Reconcile again after so many seconds even if nothing changes: time is an input
+    #: (a rollout deadline, a refresh window, a trigger's next evaluation), or the status
+    #: records a step the next reconcile builds on (a version claim).
     requeue_after: float | None = None
 
 
@@ -53,6 +55,9 @@ class Context:
 
 Reconciler = Callable[[Context, Obj], Outcome]
 
+#: The shortest time-based requeue (a deadline just passed still waits this long).
+MIN_WAKE_SECONDS = 1.0
+
 #: Ready=False reasons that no amount of waiting fixes (kstatus "Stalled").
 STALLED_REASONS = frozenset(
     {
@@ -63,7 +68,11 @@ STALLED_REASONS = frozenset(
         "InvalidRequest",
         "ResultUnreadable",
         "DeadlineExceeded",
+        contract.REASON_SNAPSHOT_MISSING,
+        contract.REASON_SNAPSHOT_CORRUPT,
+        "ReproduceModelMismatch",  # trainingrun.REPRODUCE_MODEL_MISMATCH
         policies.INVALID_IMAGE,
+        *policies.DATA_REFUSALS,
     }
 )
 
@@ -82,6 +91,12 @@ class StatusWriter:
         self.now = now
         self.fields: dict[str, Any] = {"observedGeneration": self.generation}
         self._conditions: list[dict[str, Any]] = list(self.current.get("conditions") or [])
+        self.wake_after: float | None = None
+
+    def wake_in(self, seconds: float) -> None:
+        """Reconcile again within ``seconds`` (the earliest of all asked for wins)."""
+        seconds = max(seconds, MIN_WAKE_SECONDS)
+        self.wake_after = seconds if self.wake_after is None else min(self.wake_after, seconds)
 
     def condition(self, type_: str, status: bool | str, reason: str, message: str = "") -> None:
         self._conditions = conditions.set_condition(
@@ -96,6 +111,19 @@ class StatusWriter:
 
     def ready(self, status: bool | str, reason: str, message: str = "") -> None:
         self.condition(conditions.READY, status, reason, message)
+
+    def keep(self, *types: str) -> None:
+        """This reconcile re-judged these conditions and they still hold as they are:
+        stamp them with the current generation (else, after a spec edit that changes
+        nothing they say, they look unreconciled for good)."""
+        self._conditions = [
+            {**c, "observedGeneration": self.generation} if c["type"] in types else c
+            for c in self._conditions
+        ]
+
+    def drop(self, *types: str) -> None:
+        """Remove conditions that no longer apply (a feature the spec turned off)."""
+        self._conditions = [c for c in self._conditions if c["type"] not in types]
 
     def _kstatus(self, terminal: bool) -> None:
         """Mirror Ready into kstatus' Reconciling / Stalled, which Flux and kstatus read."""
@@ -134,9 +162,11 @@ class StatusWriter:
     ) -> Outcome:
         """``terminal``: the object never changes again, so a Ready=False is Stalled."""
         self._kstatus(terminal)
+        if requeue_after is not None:
+            self.wake_in(requeue_after)
         return Outcome(
             status={**self.fields, "conditions": self._conditions},
             events=events or [],
             phase=phase,
-            requeue_after=requeue_after,
+            requeue_after=self.wake_after,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -14,6 +15,18 @@ from ._outcome import Context, Event, Obj, Outcome, StatusWriter, owner_of
 from ._pods import announce, job_problem
 
 HISTORY_LIMIT = 10
+#: Seconds between checks for a missing artifact claim or credentials Secret.
+ARTIFACT_STORE_RECHECK = 15.0
+
+
+def next_refresh(spec: DatasetSpec, created: str, now: datetime) -> float | None:
+    """Seconds until the next refresh window starts (None: the Dataset never refreshes)."""
+    if not spec.refresh_interval:
+        return None
+    interval = max(parse_duration(spec.refresh_interval).total_seconds(), 1.0)
+    start = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    windows = refresh_window(spec, created, now) + 1
+    return (start.timestamp() + windows * interval) - now.timestamp()
 
 
 def refresh_window(spec: DatasetSpec, created: str, now: datetime) -> int:
@@ -71,10 +84,14 @@ def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
     if missing:
         status.fields["phase"] = DatasetPhase.pending
         status.ready(False, "ArtifactStoreMissing", missing)
-        return status.outcome(phase=DatasetPhase.pending)
+        # Claims and Secrets are not watched: look again soon.
+        return status.outcome(phase=DatasetPhase.pending, requeue_after=ARTIFACT_STORE_RECHECK)
 
     generation = status.generation
     refresh = refresh_window(spec, meta["creationTimestamp"], ctx.now)
+    wake = next_refresh(spec, meta["creationTimestamp"], ctx.now)
+    if wake is not None:
+        status.wake_in(wake)
     job_name = naming.profile_job(name, generation, refresh)
     events: list[Event] = []
     job = ctx.kube.get_job(namespace, job_name)
@@ -91,8 +108,10 @@ def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
         if has_version:
             # A refresh is running; the current version stays valid, and Ready says so
             # even while the refresh's pod cannot run (its Job's deadline ends it).
-            status.fields["phase"] = DatasetPhase.ready
-            return status.outcome(events, DatasetPhase.ready)
+            # After a refused refresh the refusal stands until a profile says otherwise.
+            phase = DatasetPhase.ready if conditions.is_true(previous) else previous["phase"]
+            status.fields["phase"] = phase
+            return status.outcome(events, phase)
         status.fields["phase"] = DatasetPhase.validating
         problem = job_problem(ctx, job)
         if problem is None:
@@ -104,7 +123,9 @@ def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
             events.extend(announce(problem, conditions.get_condition(previous, conditions.READY)))
         return status.outcome(events, DatasetPhase.validating)
 
-    pods = ctx.kube.list_pods(namespace, f"job-name={job_name}")
+    pods: Sequence[Obj] = ctx.kube.list_pods(namespace, f"job-name={job_name}")
+    if outcome.succeeded:
+        pods = policies.succeeded_pods(pods, contract.COMMAND_PROFILE)
     result = policies.parse_profile_result(
         policies.termination_message(pods, contract.COMMAND_PROFILE)
     )
@@ -125,6 +146,7 @@ def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
             rows=result.rows,
             columns=result.columns,
             profileUri=result.profile_uri,
+            snapshotUri=result.snapshot_uri,
             lastRefreshTime=finished,
             history=history[:HISTORY_LIMIT],
         )
@@ -134,11 +156,23 @@ def reconcile_dataset(ctx: Context, body: Obj) -> Outcome:
             events.append(Event("Normal", "Validated", f"{result.rows} rows, version {digest}"))
         return status.outcome(events, DatasetPhase.ready)
 
+    if outcome.succeeded and not pods and has_version:
+        # The pod that succeeded is gone (pod GC, a node drain, someone freeing the
+        # artifact PVC): the version in status was read from it, or, for a refresh, the
+        # current version stays until the next window reads the data again.
+        status.fields["phase"] = DatasetPhase.ready
+        if not conditions.is_true(previous):  # e.g. the artifact store was missing a while
+            rows, columns, version = (previous.get(k) for k in ("rows", "columns", "version"))
+            status.ready(True, "Validated", f"{rows} rows, {columns} columns, {version}")
+        return status.outcome(events, DatasetPhase.ready)
     # A Job that completed without a readable result is not "JobComplete".
-    reason = (result.reason if result and result.reason else None) or (
+    reason = (policies.refusal_reason(result) if result else None) or (
         "ResultUnreadable" if outcome.succeeded else outcome.reason
     )
     message = policies.failure_text(result, outcome.message or f"Job {job_name} failed")
+    if previous.get("version"):
+        # Nothing is lost: status.version and history still name the last good content.
+        message += f" (the last validated version, {previous['version']}, is kept)"
     status.fields["phase"] = DatasetPhase.failed
     status.ready(False, reason, message)
     if conditions.is_true(previous) or previous.get("phase") != DatasetPhase.failed:

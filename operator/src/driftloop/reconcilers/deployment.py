@@ -4,55 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from pydantic import ValidationError
 
-from driftloop import builders, conditions, naming, policies
-from driftloop.api import MODEL_VERSION, DeploymentSpec, parse_duration
+from driftloop import conditions, naming, policies
+from driftloop.api import MODEL_VERSION, DeploymentSpec, PromotionStrategy, parse_duration
 from driftloop.builders import Owner
-from driftloop.builders.common import spec_hash
 from driftloop.builders.serving import ServedVersion, service_url
 
 from ._outcome import Context, Event, Obj, Outcome, StatusWriter, owner_of
 from ._pods import announce, predictor_problem
-from .drift import evaluate_retraining
-
-SERVICE_MONITOR_CRD = "servicemonitors.monitoring.coreos.com"
-
-
-REJECTIONS_LIMIT = 20
-
-
-def _reject(
-    status: StatusWriter, mv: Obj, reason: str, message: str, since: str | None = None
-) -> bool:
-    """Record in this Deployment's own status that it will not serve ``mv`` again.
-
-    The ModelVersion reconciler reads these records into the version's approval:
-    each object's status has one writer.  Returns False, recording nothing, when
-    the same refusal is already recorded (at or after ``since``): the next
-    reconcile must not repeat it, nor its event.
-    """
-    version = int(mv["spec"]["version"])
-    earlier = status.fields.get("rejectedVersions", status.current.get("rejectedVersions")) or []
-    if any(
-        int(r["version"]) == version
-        and (r.get("reason"), r.get("message")) == (reason, message[:1024])
-        and str(r.get("time", "")) >= (since or "")
-        for r in earlier
-    ):
-        return False
-    kept = [r for r in earlier if int(r["version"]) != version]
-    record = {
-        "version": version,
-        "modelVersion": mv["metadata"]["name"],
-        "reason": reason,
-        "message": message[:1024],
-        "time": status.now,
-    }
-    status.fields["rejectedVersions"] = [record, *kept][:REJECTIONS_LIMIT]
-    return True
+from ._predictor import desired_replicas, ensure_predictor, reject
+from .canary import (
+    FIRST_VERSION,
+    PROMOTED,
+    change_reason,
+    end_canary,
+    record_change,
+    run_canary,
+    start_verification,
+    verify_promotion,
+)
+from .drift import evaluate_retraining, retrain_on_request
+from .shadow import retire_shadow, shadow_gate
 
 
 def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
@@ -73,10 +47,19 @@ def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
     serving_number: int | None = current.get("servingVersion")
     serving = by_number.get(serving_number) if serving_number is not None else None
     refused = policies.refused_versions(current.get("rejectedVersions") or [], versions)
+    if serving is not None and verify_promotion(ctx, body, spec, serving, status, events):
+        # The version just promoted failed its live checks: refused from now on.
+        rejected = status.fields.get("rejectedVersions", current.get("rejectedVersions"))
+        refused = policies.refused_versions(rejected or [], versions)
 
     target = policies.resolve_version(spec.model, versions, refused)
+    if target is not None and target is serving and serving_number in refused:
+        # A refused version still serving (a pin, or a rollback under way) gives way to
+        # the last known good one.
+        target = by_number.get(current.get("previousVersion") or 0, target)
     if target is not None and serving is not None and target is not serving:
         target = _gate(spec, target, serving, refused, status, events)
+    target = _shadowed(ctx, owner, spec, target, serving, status, events)
     if target is None:
         if spec.model.version is not None:
             reason = "ModelVersionNotFound"
@@ -96,17 +79,31 @@ def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
         status.condition("ModelResolved", True, "Resolved", f"{target['metadata']['name']}")
 
     served = ServedVersion.of(target)
-    predictor = _ensure_predictor(ctx, owner, spec, served)
-    rollout = policies.rollout_state(predictor, spec.replicas)
+    if (
+        spec.promotion.strategy == PromotionStrategy.canary
+        and serving is not None
+        and served.version > int(serving["spec"]["version"])
+    ):
+        if not run_canary(ctx, owner, spec, target, serving, status, events):
+            return _finish(ctx, body, spec, status, events, serving_number)
+        # Every step passed: the serving predictor rolls to the candidate, the canary's
+        # pods serving beside it until the rollout completes.
+    else:
+        end_canary(ctx, owner, status)
+    predictor = ensure_predictor(ctx, owner, spec, served)
+    rollout = policies.rollout_state(predictor, desired_replicas(spec, predictor))
     status.fields.update(
         url=service_url(owner, spec.model.name),
-        replicas=spec.replicas,
+        replicas=rollout.replicas,
         readyReplicas=rollout.ready_replicas,
         desiredVersion=served.version,
     )
 
     if served.version == serving_number:
         status.fields["rolloutStarted"] = None
+        # No rollout under way: the last one's verdict (rolled out, or rolled back and
+        # refused) stands for the current spec as well.
+        status.keep("Promoted")
         if rollout.complete:
             status.ready(True, "Serving", f"serving {served.name}")
         elif problem := predictor_problem(ctx, owner, predictor, served.version):
@@ -114,15 +111,31 @@ def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
             events.extend(announce(problem, conditions.get_condition(current, conditions.READY)))
         else:
             status.ready(
-                False, "Scaling", f"{rollout.ready_replicas}/{spec.replicas} replicas ready"
+                False, "Scaling", f"{rollout.ready_replicas}/{rollout.replicas} replicas ready"
             )
     else:
         _track_rollout(
             ctx, owner, spec, target, served, serving, predictor, rollout, status, events
         )
+    return _finish(ctx, body, spec, status, events, serving_number)
 
+
+def _finish(
+    ctx: Context,
+    body: Obj,
+    spec: DeploymentSpec,
+    status: StatusWriter,
+    events: list[Event],
+    serving_number: int | None,
+) -> Outcome:
+    """Retraining (triggers and requests), then the outcome."""
     if spec.retraining is not None and spec.retraining.enabled:
         evaluate_retraining(ctx, body, spec, status, events)
+    else:
+        # Nothing monitors or retrains any more: conditions saying so would be stale.
+        status.drop("DriftMonitoring", "Retraining", "Schedule")
+        status.fields.update(nextScheduleTime=None)
+    retrain_on_request(ctx, body, spec, status, events)
     serving_now = status.fields.get("servingVersion", serving_number)
     return status.outcome(events, phase="Serving" if serving_now else "Pending")
 
@@ -134,7 +147,7 @@ def _gate(
     refused: Mapping[int, Obj],
     status: StatusWriter,
     events: list[Event],
-) -> Obj | None:
+) -> Obj:
     """Apply the promotion policy to a newer version; returns what to serve."""
     record = refused.get(int(target["spec"]["version"]))
     if record is not None:  # only a pinned version gets here: a channel skips refused ones
@@ -148,7 +161,7 @@ def _gate(
     if decision.promote:
         return target
     status.condition("Promoted", False, decision.reason, decision.message)
-    if decision.reason == policies.REJECTED_BY_POLICY and _reject(
+    if decision.reason == policies.REJECTED_BY_POLICY and reject(
         status, target, policies.REJECTED_BY_POLICY, decision.message
     ):
         events.append(Event("Warning", "PromotionRejected", decision.message))
@@ -156,20 +169,32 @@ def _gate(
     return serving
 
 
-def _ensure_predictor(
-    ctx: Context, owner: Owner, spec: DeploymentSpec, served: ServedVersion
-) -> dict[str, Any] | None:
-    manifest = builders.predictor_deployment(owner, spec, served, ctx.config)
-    digest = spec_hash(manifest)
-    manifest["metadata"]["annotations"] = {naming.ANNOTATION_SPEC_HASH: digest}
-    existing = ctx.kube.get_deployment(owner.namespace, manifest["metadata"]["name"])
-    current = ((existing or {}).get("metadata") or {}).get("annotations") or {}
-    if existing is None or current.get(naming.ANNOTATION_SPEC_HASH) != digest:
-        existing = ctx.kube.apply_deployment(manifest)
-        ctx.kube.create(builders.predictor_service(owner))
-        if ctx.config.model_service_monitors and ctx.crds.exists(SERVICE_MONITOR_CRD):
-            ctx.kube.create(builders.service_monitor(owner))
-    return existing
+def _shadowed(
+    ctx: Context,
+    owner: Owner,
+    spec: DeploymentSpec,
+    target: Obj | None,
+    serving: Obj | None,
+    status: StatusWriter,
+    events: list[Event],
+) -> Obj | None:
+    """Strategy shadow: a newer version the policy passed shadows live traffic before it
+    is served (:mod:`.shadow`); what to serve meanwhile.  Otherwise no shadow is left."""
+    candidate = (
+        spec.promotion.strategy == PromotionStrategy.shadow
+        and spec.model.version is None  # pinned by the user: no policy, no shadow
+        and target is not None
+        and serving is not None
+        and int(target["spec"]["version"]) > int(serving["spec"]["version"])
+        # passed already: its rollout is under way
+        and status.current.get("desiredVersion") != int(target["spec"]["version"])
+    )
+    if not candidate:
+        # Whatever the strategy now: a shadow left from an earlier one goes too.
+        retire_shadow(ctx, owner, status)
+        return target
+    assert target is not None
+    return target if shadow_gate(ctx, owner, spec, target, status, events, reject) else serving
 
 
 def _track_rollout(
@@ -205,7 +230,11 @@ def _track_rollout(
         what = (
             f"version {previous} -> {served.version}" if previous else f"version {served.version}"
         )
-        events.append(Event("Normal", "Promoted", f"serving {served.name} ({what})"))
+        reason = change_reason(spec, target, previous, current)
+        record_change(status, served.version, previous, reason, f"serving {served.name}")
+        why = "" if reason in (PROMOTED, FIRST_VERSION) else f": {reason}"
+        events.append(Event("Normal", "Promoted", f"serving {served.name} ({what}){why}"))
+        start_verification(spec, served.version, previous, status)
         return
     elapsed = (ctx.now - _parse_time(started)).total_seconds()
     deadline = parse_duration(spec.promotion.rollout_deadline).total_seconds()
@@ -216,17 +245,26 @@ def _track_rollout(
             else "no previous version"
         )
         status.condition("Promoted", False, policies.REJECTED_AFTER_ROLLOUT, message)
-        if _reject(status, target, policies.REJECTED_AFTER_ROLLOUT, message, since=started):
+        if reject(status, target, policies.REJECTED_AFTER_ROLLOUT, message, since=started):
             events.append(Event("Warning", "RolledBack", message))
+            if serving is not None:
+                record_change(
+                    status,
+                    int(serving["spec"]["version"]),
+                    served.version,
+                    policies.REJECTED_AFTER_ROLLOUT,
+                    message,
+                )
         if serving is not None:
             old = ServedVersion.of(serving)
-            _ensure_predictor(ctx, owner, spec, old)
+            ensure_predictor(ctx, owner, spec, old)
             status.fields.update(desiredVersion=old.version, rolloutStarted=None)
             status.ready(True, "RolledBack", message)
         else:
             status.ready(False, policies.REJECTED_AFTER_ROLLOUT, message)
         return
-    what = f"rolling out {served.name}: {rollout.ready_replicas}/{spec.replicas} ready"
+    status.wake_in(deadline - elapsed + 1)  # readiness is watched; the deadline is time
+    what = f"rolling out {served.name}: {rollout.ready_replicas}/{rollout.replicas} ready"
     problem = predictor_problem(ctx, owner, predictor, served.version)
     # Nothing served yet: Ready tells why the first version's pods cannot run.  Else the
     # old version still serves (Ready=True) and Promoted tells why the new one cannot.

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from driftloop import policies
 from driftloop.api import DEPLOYMENT
+from driftloop.conditions import compact
 
-from ._outcome import Context, Obj, Outcome, StatusWriter
+from ._outcome import Context, Event, Obj, Outcome, StatusWriter
+
+APPROVAL_HISTORY_LIMIT = 10
 
 
 def reconcile_model_version(ctx: Context, body: Obj) -> Outcome:
@@ -23,6 +26,22 @@ def reconcile_model_version(ctx: Context, body: Obj) -> Outcome:
     ]
     approval, reason, message = policies.approval(body, policies.rejections_of(body, deployments))
     status.fields.update(approval=approval, approvalReason=reason)
+    events: list[Event] = []
+    before = status.current.get("approval")
+    if (before, status.current.get("approvalReason")) != (approval, reason):
+        # An audit trail of the approval: who (reason) set which state, when.
+        record = {
+            "approval": approval,
+            "previous": before,
+            "reason": reason,
+            "message": message[:1024],
+            "time": status.now,
+        }
+        earlier = status.current.get("approvalHistory") or []
+        status.fields["approvalHistory"] = [compact(record), *earlier][:APPROVAL_HISTORY_LIMIT]
+        if reason == "SetByUser":
+            text = f"approval {before or 'unset'} -> {approval}: {message}"
+            events.append(Event("Normal", "ApprovalChanged", text))
     # The operator has no storage access: the digest comes from the Job that wrote
     # the artifact, and every server verifies it before loading.  A Deployment that
     # reached full readiness on this version proves a server accepted it; once
@@ -33,4 +52,4 @@ def reconcile_model_version(ctx: Context, body: Obj) -> Outcome:
     status.fields["artifactVerified"] = served or bool(status.current.get("artifactVerified"))
     status.condition("Approved", approval == "approved", reason, message)
     status.ready(True, "Registered", f"{approval}: {message}")
-    return status.outcome(phase=approval)
+    return status.outcome(events, phase=approval)

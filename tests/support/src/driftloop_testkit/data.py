@@ -121,6 +121,8 @@ def deployment_manifest(
 def drift_loop_deployment(
     name: str = "iris",
     *,
+    model: str = "iris",
+    dataset: str = "iris",
     prometheus: str | None = None,
     channel: str | None = None,
     rollout_deadline: str = "2m",
@@ -132,11 +134,16 @@ def drift_loop_deployment(
     ``prometheus`` is the address the operator queries (else the operator's own
     setting); ``retraining`` adds to or overrides the retraining spec (``triggers``...).
     """
-    spec: dict[str, Any] = {"interval": "2s", "cooldown": "30m", "template": training_template()}
+    spec: dict[str, Any] = {
+        "interval": "2s",
+        "cooldown": "30m",
+        "template": training_template(dataset),
+    }
     if prometheus is not None:
         spec["prometheus"] = {"address": prometheus}
     return deployment_manifest(
         name,
+        model,
         channel=channel,
         monitoring={"method": "psi", "window": 200},
         retraining={**spec, **retraining},

@@ -3,10 +3,12 @@
 * ``crds``            (session) our CRDs applied and Established.
 * ``runtime_image``   (session) the runtime image name (built and loaded by ``make images``).
 * ``artifact_store``  (function) the ``driftloop-artifacts`` PVC in the test namespace: a
-                      dynamic claim where the cluster has a default StorageClass (kind),
-                      else a hostPath PersistentVolume on the embedded node.
+                      dynamic claim of the default StorageClass (the embedded cluster's
+                      local-path provisioner, kind's), else (a cluster without one) a
+                      hostPath PersistentVolume on the node.
 * ``stage``           (function) ``stage(path, text)`` writes a file into the artifact store
-                      through a ConfigMap and a Job, so it works on any cluster.
+                      as ``kubectl driftloop upload`` does (ConfigMaps and a Job): any cluster.
+* ``kubectl_driftloop`` (helper) runs the plugin through kubectl's plugin lookup.
 * ``operator``        (function) the operator as a subprocess watching the test namespace;
                       ``operator.restart()`` kills and starts it again
                       (``running_operator`` is the same as a context manager).
@@ -22,14 +24,13 @@ import signal
 import socket
 import subprocess
 import sys
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from driftloop_testkit.cluster import REPO, STATE, VERSIONS, Kubectl, wait_for
+from driftloop_testkit.cluster import REPO, STATE, VERSIONS, Kubectl, kubectl_binary, wait_for
 
 GROUP, VERSION = "driftloop.dev", "v1alpha1"
 PLURALS = {
@@ -161,12 +162,15 @@ def wait_cr(
         ) from None
 
 
-def create_artifact_store(kube_api: Any, namespace: str) -> str | None:
+def create_artifact_store(kube_api: Any, namespace: str, *, host_path: bool = False) -> str | None:
     """Create the ``driftloop-artifacts`` PVC; returns the hostPath PV's name if one was made.
 
-    A dynamic claim where the cluster has a default StorageClass (kind), else a
-    hostPath PersistentVolume: the embedded cluster has one node, so a host
-    directory is a real shared disk.
+    A dynamic claim where the cluster has a default StorageClass (the embedded
+    cluster's local-path provisioner, kind's standard class). A hostPath
+    PersistentVolume with ``host_path`` (data that outlives the claim, as the fault
+    suite needs) or on a cluster without a default class (say an embedded cluster
+    started before hack/local-path.sh existed): on a single node a host directory is
+    a real shared disk.
     """
     from kubernetes import client
 
@@ -183,7 +187,7 @@ def create_artifact_store(kube_api: Any, namespace: str) -> str | None:
         "metadata": {"name": ARTIFACT_PVC},
         "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
     }
-    if not default_class:
+    if host_path or not default_class:
         host_dir = STATE / "volumes" / namespace
         host_dir.mkdir(parents=True, exist_ok=True)
         host_dir.chmod(0o777)  # pods run as 65532; hostPath ignores fsGroup
@@ -236,71 +240,50 @@ def delete_artifact_store(kube_api: Any, namespace: str, pv_name: str | None) ->
 
 
 def stage_file(kube_api: Any, namespace: str, image: str, path: str, text: str) -> None:
-    """Write ``text`` to ``/artifacts/<path>`` through a ConfigMap and a Job (any cluster)."""
+    """Write ``text`` to ``/artifacts/<path>`` as ``kubectl driftloop upload`` does: through
+    ConfigMaps and a Job (any cluster)."""
     from kubernetes import client
 
-    core: Any = client.CoreV1Api(kube_api)  # Any: it takes plain dict bodies
-    batch: Any = client.BatchV1Api(kube_api)  # Any: it takes plain dict bodies
-    name = f"stage-{uuid.uuid4().hex[:8]}"
-    core.create_namespaced_config_map(
-        namespace, {"metadata": {"name": name}, "data": {"file": text}}
-    )
-    target = f"/artifacts/{path.lstrip('/')}"
-    script = (
-        "import os,shutil,sys; t=sys.argv[1]; os.makedirs(os.path.dirname(t), exist_ok=True); "
-        "shutil.copyfile('/staging/file', t + '.tmp'); os.replace(t + '.tmp', t)"
-    )
-    security = {
-        "runAsNonRoot": True,
-        "runAsUser": 65532,
-        "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-    container = {
-        "name": "stage",
-        "image": image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["python3", "-c", script, target],
-        "securityContext": security,
-        "volumeMounts": [
-            {"name": "artifacts", "mountPath": "/artifacts"},
-            {"name": "staging", "mountPath": "/staging"},
-        ],
-    }
-    batch.create_namespaced_job(
+    from driftloop.cli.main import upload_to_claim
+
+    upload_to_claim(
+        client.CoreV1Api(kube_api),
+        client.BatchV1Api(kube_api),
         namespace,
-        {
-            "metadata": {"name": name},
-            "spec": {
-                "backoffLimit": 0,
-                "ttlSecondsAfterFinished": 60,
-                "template": {
-                    "spec": {
-                        "restartPolicy": "Never",
-                        "containers": [container],
-                        "volumes": [
-                            {
-                                "name": "artifacts",
-                                "persistentVolumeClaim": {"claimName": ARTIFACT_PVC},
-                            },
-                            {"name": "staging", "configMap": {"name": name}},
-                        ],
-                    }
-                },
-            },
-        },
+        ARTIFACT_PVC,
+        image,
+        path,
+        text.encode(),
+        timeout=180,
     )
 
-    def done() -> bool:
-        status = batch.read_namespaced_job_status(name, namespace).status
-        if status.failed:
-            raise AssertionError(f"staging Job {name} failed")
-        return bool(status.succeeded)
 
-    wait_for(done, timeout=180, interval=1, what=f"staging {path}")
-    core.delete_namespaced_config_map(name, namespace)
+def kubectl_driftloop(
+    kubeconfig: str,
+    namespace: str,
+    *args: str,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
+    """``kubectl driftloop ARGS -n NAMESPACE`` as a user runs it: kubectl finds the
+    ``kubectl-driftloop`` script of this Python environment on PATH (its plugin lookup)."""
+    scripts = str(Path(sys.executable).parent)
+    base = env if env is not None else dict(os.environ)
+    run_env = {**base, "KUBECONFIG": kubeconfig, "PATH": f"{scripts}:{base.get('PATH', '')}"}
+    proc = subprocess.run(
+        [kubectl_binary(), "driftloop", *args, "-n", namespace],
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"kubectl driftloop {' '.join(args)} exited {proc.returncode}:\n"
+            f"{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
 
 
 @pytest.fixture
@@ -324,12 +307,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-#: The operator's settings in tests (and the demo): local images, the test artifact PVC,
-#: and timers every 2 s so waits are short.
+#: The operator's settings in tests (and the demo): local images and the test artifact PVC.
 TEST_SETTINGS = {
     "DRIFTLOOP_IMAGE_PULL_POLICY": "IfNotPresent",
     "DRIFTLOOP_ARTIFACT_PVC": ARTIFACT_PVC,
-    "DRIFTLOOP_POLL_INTERVAL": "2",
 }
 
 
@@ -346,8 +327,10 @@ class OperatorProcess:
         *,
         log_name: str | None = None,
         settings: dict[str, str] = TEST_SETTINGS,
+        args: Sequence[str] = (),
     ) -> None:
         self.namespace = namespace
+        self.args = list(args)
         self.log_path = log_dir / (log_name or f"operator-{namespace}.log")
         self.metrics_port = _free_port()
         self.env = {
@@ -372,6 +355,7 @@ class OperatorProcess:
                     str(self.metrics_port),
                     "--liveness",
                     "",
+                    *self.args,
                 ],
                 env=self.env,
                 stdout=log,

@@ -57,3 +57,58 @@ def send(
         responses.append(response.json())
         time.sleep(pause)
     return responses
+
+
+def predictor_service_url(kubectl: Any, namespace: str, name: str, model: str = "iris") -> str:
+    """OIP infer URL of Deployment ``name``'s Service (its ClusterIP: kube-proxy spreads
+    the connections over the ready pods, as for any client in the cluster)."""
+    svc = kubectl.json("get", "service", "-n", namespace, f"{name}-predictor")
+    return f"http://{svc['spec']['clusterIP']}:8080/v2/models/{model}/infer"
+
+
+def send_spread(
+    url: str,
+    batches: int,
+    batch_size: int = 16,
+    shift: float = 0.0,
+    seed: int = 0,
+    timeout: float = 10,
+) -> list[dict[str, Any]]:
+    """POST ``batches`` requests, each on a NEW connection, so a Service spreads them over
+    its pods (a kept-alive session would pin all of them to one pod)."""
+    responses = []
+    for i in range(batches):
+        response = requests.post(
+            url,
+            json=infer_request(rows(batch_size, shift, seed=seed + i)),
+            timeout=timeout,
+            headers={"Connection": "close"},
+        )
+        response.raise_for_status()
+        responses.append(response.json())
+    return responses
+
+
+def prometheus_query(address: str, query: str) -> list[dict[str, Any]]:
+    """The result vector of an instant PromQL query."""
+    r = requests.get(f"{address}/api/v1/query", params={"query": query}, timeout=10)
+    r.raise_for_status()
+    body = r.json()
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def scraped(prometheus: str, namespace: str, deployment: str, pods: int = 1) -> None:
+    """Wait until Prometheus has every pod's (zero) row counter of version 1: rows served
+    before a pod's first scrape are not in increase(), as for any counter, so drift
+    traffic sent earlier would go uncounted."""
+    from driftloop_testkit.cluster import wait_for
+
+    selector = f'namespace="{namespace}",deployment="{deployment}",version="1"'
+    wait_for(
+        lambda: (
+            len(prometheus_query(prometheus, f"driftloop_drift_rows_total{{{selector}}}")) == pods
+        ),
+        timeout=120,
+        what=f"Prometheus scraping the {pods} pod(s) of {deployment}",
+    )

@@ -87,6 +87,31 @@ def validated(*history: Obj, generation: int = 1, **spec: Any) -> Obj:
     return obj
 
 
+def failed_attempt(job: Obj) -> Obj:
+    """A pod of ``job`` whose profile container failed (exit 1): an attempt before a retry."""
+    failed = pod(job, "profile", profile_failed("SourceUnreadable"))
+    failed["metadata"]["name"] += "-retried"
+    failed["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] = 1
+    return failed
+
+
+def missing_store_a_while(obj: Obj) -> Obj:
+    """``obj`` as reported while its artifact store was missing (the version stays)."""
+    obj["status"].update(
+        phase="Pending",
+        conditions=[
+            {
+                "type": "Ready",
+                "status": "False",
+                "reason": "ArtifactStoreMissing",
+                "message": "PersistentVolumeClaim 'artifacts' not found in ml",
+                "lastTransitionTime": EARLIER,
+            }
+        ],
+    )
+    return obj
+
+
 def failed_dataset() -> Obj:
     """A Dataset whose profile already failed, as the operator reported it."""
     obj = dataset()
@@ -505,7 +530,7 @@ CASES = [
     ),
     # ----------------------------------------------------------- failure
     Case(
-        "a rule failed: ValidationFailed names the rule and column, and stalls",
+        "a rule failed: its own reason (TooManyMissing) names the rule and column, and stalls",
         [
             IRIS,
             PVC,
@@ -522,13 +547,13 @@ CASES = [
             ),
         ],
         {"observedGeneration": 1, "phase": "Failed"},
-        stalled("ValidationFailed"),
+        stalled("TooManyMissing"),
         "rule maxNullRatio failed, column 'petal_width': 12% null",
         ["patch_status Dataset/iris"],
         [
             (
                 "Warning",
-                "ValidationFailed",
+                "TooManyMissing",
                 "rule maxNullRatio failed, column 'petal_width': 12% null",
             )
         ],
@@ -584,6 +609,45 @@ CASES = [
         [("Warning", "DeadlineExceeded", "Job has DeadlineExceeded")],
     ),
     Case(
+        # Found by the fault suite (tests/faults: freeing the artifact PVC): the finished
+        # Job's pods went (pod GC, a drain, a user) after the version was read from them.
+        "the version was read from this Job, whose pods are gone since: still Ready",
+        [validated(V1), PVC, profile_job(IRIS, COMPLETE)],
+        validated_status(V1),
+        VALIDATED,
+        "",
+        [],
+    ),
+    Case(
+        "a refresh Job's pods went before its result was read: the current version stays",
+        [validated(V1, **HOURLY), PVC, profile_job(IRIS, COMPLETE, refresh=1)],
+        validated_status(V1),
+        VALIDATED,
+        "",
+        [],
+    ),
+    Case(
+        "only a failed attempt's pod is left of the Job that succeeded: still Ready",
+        [
+            validated(V1),
+            PVC,
+            profile_job(IRIS, COMPLETE),
+            failed_attempt(profile_job(IRIS, COMPLETE)),
+        ],
+        validated_status(V1),
+        VALIDATED,
+        "",
+        [],
+    ),
+    Case(
+        "the artifact store is back; the version's Job has no pods left: Ready again",
+        [missing_store_a_while(validated(V1)), PVC, profile_job(IRIS, COMPLETE)],
+        validated_status(V1),
+        VALIDATED,
+        f"150 rows, 5 columns, {DIGEST}",
+        ["patch_status Dataset/iris"],
+    ),
+    Case(
         "the Job succeeded without a result: ResultUnreadable stalls",
         [IRIS, PVC, profile_job(IRIS, COMPLETE)],
         {"observedGeneration": 1, "phase": "Failed"},
@@ -633,10 +697,10 @@ CASES = [
             ),
         ],
         {"observedGeneration": 1, "phase": "Failed"},
-        stalled("ValidationFailed"),
+        stalled("TooFewRows"),
         "rule minRows failed",
         ["patch_status Dataset/iris"],
-        [("Warning", "ValidationFailed", "rule minRows failed")],
+        [("Warning", "TooFewRows", "rule minRows failed")],
     ),
     Case(
         "another container's message is not the profile's",
@@ -666,9 +730,9 @@ CASES = [
         ],
         {**validated_status(V1), "phase": "Failed"},
         [("Ready", "False", "DataUnavailable"), ("Reconciling", "True", "DataUnavailable")],
-        "gone",
+        f"gone (the last validated version, {DIGEST}, is kept)",
         ["patch_status Dataset/iris"],
-        [("Warning", "DataUnavailable", "gone")],
+        [("Warning", "DataUnavailable", f"gone (the last validated version, {DIGEST}, is kept)")],
     ),
     Case(
         "a failure already reported is not announced again",
@@ -766,3 +830,159 @@ def test_lifecycle_from_creation_to_a_refreshed_version() -> None:
 def test_refresh_window(interval: str | None, now: datetime, window: int) -> None:
     spec = DatasetSpec.model_validate({**IRIS["spec"], "refreshInterval": interval})
     assert refresh_window(spec, IRIS["metadata"]["creationTimestamp"], now) == window
+
+
+# ------------------------------------------------------------------ refused data
+#: Every rule the profile Job reports, the Ready reason it becomes, and a message as
+#: the runtime writes it (naming the column, row or value).
+REFUSALS = [
+    ("emptyFile", "EmptyFile", None, "the source file is empty"),
+    ("noRows", "NoRows", None, "the source has a header (5 columns) and no data rows"),
+    ("readable", "UnreadableFile", None, "the source is not UTF-8 text: byte 0 is 0xff"),
+    ("malformedRow", "MalformedRow", None, "line 7 has 6 fields, the header has 5: '1,2,3'"),
+    ("duplicateColumn", "DuplicateColumn", "petal_width", "column 'petal_width' appears twice"),
+    ("missingColumn", "MissingColumn", "petal_width", "feature column 'petal_width' is absent"),
+    ("missingTarget", "MissingTarget", "species", "target column 'species' is absent"),
+    ("minRows", "TooFewRows", None, "3 rows, fewer than minRows=10"),
+    ("maxRows", "TooManyRows", None, "30 rows, more than maxRows=10"),
+    ("maxNullRatio", "TooManyMissing", "petal_width", "0.5 missing (the first in row 2)"),
+    ("allowedValues", "UnexpectedCategory", "color", "values outside allowedValues: ['x']"),
+    ("numericType", "NonNumericValue", "petal_width", "non-numeric values (e.g. 'abc' in row 2)"),
+    ("nonFinite", "NonFiniteValue", "petal_width", "1 infinite value(s) (e.g. inf in row 2)"),
+    ("targetClasses", "TooFewClasses", "species", "target 'species' has only 'setosa'"),
+    ("targetNumeric", "TargetNotNumeric", "species", "regression target 'species' is text"),
+    ("noFiles", "NoFiles", None, "the prefix s3://lake/iris/ holds no Parquet file"),
+    (
+        "schemaMismatch",
+        "SchemaMismatch",
+        None,
+        "day=2/part-0.parquet has column 'petal_width' as string, not double",
+    ),
+]
+
+
+def _refused(rule: str, column: str | None, message: str) -> Obj:
+    detail = {"rule": rule, "message": message}
+    if column:
+        detail["column"] = column
+    return profile_failed("ValidationFailed", **detail)
+
+
+def _refusal_text(rule: str, column: str | None, message: str) -> str:
+    named = f"rule {rule} failed" + (f", column {column!r}" if column else "")
+    return f"{named}: {message}"
+
+
+def test_every_refusal_class_has_its_own_reason() -> None:
+    """The table covers every rule the runtime can report, each with a reason of its own."""
+    from driftloop_contract import ValidationRule
+
+    assert {rule for rule, *_ in REFUSALS} == {r.value for r in ValidationRule}
+    assert len({reason for _, reason, *_ in REFUSALS}) == len(REFUSALS)
+
+
+@pytest.mark.parametrize(
+    ("rule", "reason", "column", "message"), REFUSALS, ids=[r[0] for r in REFUSALS]
+)
+def test_refused_data_fails_the_dataset_with_the_rules_reason(
+    rule: str, reason: str, column: str | None, message: str
+) -> None:
+    kube = seeded(
+        IRIS,
+        PVC,
+        profile_job(IRIS, "PodFailurePolicy"),
+        pod(profile_job(IRIS, RUNNING), "profile", _refused(rule, column, message)),
+    )
+    outcome = reconcile(reconcile_dataset, kube, DATASET, "iris")
+    status = status_of(kube, DATASET, "iris")
+    assert {k: v for k, v in status.items() if k != "conditions"} == {
+        "observedGeneration": 1,
+        "phase": "Failed",
+    }
+    text_ = _refusal_text(rule, column, message)
+    got = [(c["type"], c["status"], c["reason"], c["message"]) for c in status["conditions"]]
+    assert got == [("Ready", "False", reason, text_), ("Stalled", "True", reason, text_)]
+    assert events(outcome) == [("Warning", reason, text_)]
+
+
+@pytest.mark.parametrize(
+    ("rule", "reason", "column", "message"), REFUSALS, ids=[r[0] for r in REFUSALS]
+)
+def test_refused_refresh_keeps_the_last_validated_version(
+    rule: str, reason: str, column: str | None, message: str
+) -> None:
+    """New content that cannot be trained on: Ready=False with the rule's reason, and
+    nothing lost: version, rows, profile and history still name the last good content."""
+    kube = seeded(
+        validated(V1, **HOURLY),
+        PVC,
+        profile_job(IRIS, "PodFailurePolicy", refresh=1),
+        pod(profile_job(IRIS, RUNNING, refresh=1), "profile", _refused(rule, column, message)),
+    )
+    reconcile(reconcile_dataset, kube, DATASET, "iris")
+    status = status_of(kube, DATASET, "iris")
+    assert {k: v for k, v in status.items() if k != "conditions"} == {
+        **validated_status(V1),
+        "phase": "Failed",
+    }
+    ready = status["conditions"][0]
+    assert (ready["type"], ready["status"], ready["reason"]) == ("Ready", "False", reason)
+    assert ready["message"] == (
+        f"{_refusal_text(rule, column, message)} (the last validated version, {DIGEST}, is kept)"
+    )
+
+
+def test_a_rule_of_a_newer_runtime_keeps_the_generic_reason() -> None:
+    kube = seeded(
+        IRIS,
+        PVC,
+        profile_job(IRIS, "PodFailurePolicy"),
+        pod(profile_job(IRIS, RUNNING), "profile", _refused("someNewRule", None, "why")),
+    )
+    reconcile(reconcile_dataset, kube, DATASET, "iris")
+    ready = status_of(kube, DATASET, "iris")["conditions"][0]
+    assert (ready["reason"], ready["message"]) == (
+        "ValidationFailed",
+        "rule someNewRule failed: why",
+    )
+
+
+def test_a_refresh_after_a_refused_one_keeps_the_refusal_until_it_finishes() -> None:
+    """Not Ready=False beside phase Ready: the next window's Job runs, the refusal stands."""
+    kube = seeded(
+        validated(V1, **HOURLY),
+        PVC,
+        profile_job(IRIS, "PodFailurePolicy", refresh=1),
+        pod(
+            profile_job(IRIS, RUNNING, refresh=1),
+            "profile",
+            _refused("nonFinite", "petal_width", "1 infinite value(s) (e.g. inf in row 2)"),
+        ),
+    )
+    reconcile(reconcile_dataset, kube, DATASET, "iris")
+    refused = status_of(kube, DATASET, "iris")
+    outcome = reconcile(reconcile_dataset, kube, DATASET, "iris", now=later(3600))
+    assert writes(kube)[-1] == "create Job/iris-profile-g1-r2"
+    status = status_of(kube, DATASET, "iris")
+    assert status == refused
+    assert (status["phase"], outcome.phase) == ("Failed", "Failed")
+    assert [(c["type"], c["status"], c["reason"]) for c in status["conditions"]] == stalled(
+        "NonFiniteValue"
+    )
+
+
+def test_a_missing_artifact_store_is_looked_for_again_soon() -> None:
+    """Claims and Secrets are not watched: nothing else would wake the Dataset."""
+    kube = seeded(IRIS)
+    waiting = reconcile(reconcile_dataset, kube, DATASET, "iris")
+    assert (waiting.phase, waiting.requeue_after) == ("Pending", 15.0)
+    kube.add(PVC)
+    started = reconcile(reconcile_dataset, kube, DATASET, "iris", now=later(15))
+    assert started.phase == "Validating"
+    assert "create Job/iris-profile-g1" in writes(kube)
+
+
+def test_a_refreshing_dataset_wakes_at_its_next_window() -> None:
+    kube = seeded(dataset(refresh_interval="1h"), PVC)
+    outcome = reconcile(reconcile_dataset, kube, DATASET, "iris", now=later(600))
+    assert outcome.requeue_after == 3000  # created at NOW: the next window starts in 50 min

@@ -196,7 +196,7 @@ CASES = [
             "readyReplicas": 0,
         },
         absent=("servingVersion", "previousVersion", "rejectedVersions"),
-        writes=(APPLY, SERVICE, PATCH),
+        writes=(SERVICE, APPLY, PATCH),
         phase="Pending",
     ),
     Case(
@@ -208,7 +208,7 @@ CASES = [
             "ModelResolved": ("True", "Resolved"),
         },
         status={"desiredVersion": 2},
-        writes=(APPLY, SERVICE, PATCH),
+        writes=(SERVICE, APPLY, PATCH),
         phase="Pending",
     ),
     Case(
@@ -221,7 +221,7 @@ CASES = [
         },
         messages={"Ready": "rolling out iris-v1: 0/2 ready"},
         status={"desiredVersion": 1, "replicas": 2},
-        writes=(APPLY, SERVICE, PATCH),
+        writes=(SERVICE, APPLY, PATCH),
         phase="Pending",
     ),
     Case(
@@ -233,7 +233,7 @@ CASES = [
             "Reconciling": ("True", "RollingOut"),
             "ModelResolved": ("True", "Resolved"),
         },
-        writes=(APPLY, SERVICE, MONITOR, PATCH),
+        writes=(SERVICE, APPLY, MONITOR, PATCH),
         phase="Pending",
     ),
     Case(
@@ -246,7 +246,7 @@ CASES = [
             "Reconciling": ("True", "RollingOut"),
             "ModelResolved": ("True", "Resolved"),
         },
-        writes=(APPLY, SERVICE, PATCH),
+        writes=(SERVICE, APPLY, PATCH),
         phase="Pending",
     ),
     Case(
@@ -259,7 +259,7 @@ CASES = [
         },
         messages={"Ready": f"{V1_POD}: container server: {PULL_ERROR}"},
         status={"desiredVersion": 1, "rolloutStarted": text(NOW), "readyReplicas": 0},
-        writes=(APPLY, SERVICE, PATCH),
+        writes=(SERVICE, APPLY, PATCH),
         events=(("Warning", "ImagePullFailed", f"{V1_POD}: container server: {PULL_ERROR}"),),
         phase="Pending",
     ),
@@ -285,7 +285,7 @@ CASES = [
             "Reconciling": ("True", "RollingOut"),
             "ModelResolved": ("True", "Resolved"),
         },
-        writes=(APPLY, SERVICE, PATCH),
+        writes=(SERVICE, APPLY, PATCH),
         phase="Pending",
     ),
     # ------------------------------------------------------------------ serving
@@ -754,3 +754,82 @@ def test_a_crashing_rollout_is_announced_once_then_rolled_back() -> None:
     rolled_back = run(kube, now=later(301))
     assert events(rolled_back) == [("Warning", "RolledBack", V2_ROLLED_BACK)]
     assert conditions_of(deployment_status(kube))["Ready"] == ("True", "RolledBack")
+
+
+def test_the_predictor_gets_its_service_address_as_peers_seed() -> None:
+    """The Service is created first: its ClusterIP lets a feedback call that lands on any
+    replica reach the one that made the prediction."""
+    import driftloop_contract as contract
+
+    kube = seeded(dep(), mv(1))
+    run(kube)
+    assert writes(kube)[:2] == [SERVICE, APPLY]
+    service = kube.stored("v1", "Service", "ml", PREDICTOR)
+    predictor = kube.get_deployment("ml", PREDICTOR)
+    assert predictor is not None
+    (container,) = predictor["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env[contract.ENV_PEERS_SEED] == f"{service['spec']['clusterIP']}:8080"
+    # the address is not part of the spec hash: the next reconcile applies nothing
+    kube.writes.clear()
+    run(kube, now=later(5))
+    assert APPLY not in writes(kube)
+
+
+HPA = f"apply HorizontalPodAutoscaler/{PREDICTOR}"
+
+
+@pytest.mark.parametrize(
+    ("autoscaling", "hpa_replicas", "want_writes", "want_replicas"),
+    [
+        pytest.param(
+            {"minReplicas": 2, "maxReplicas": 5},
+            None,
+            [SERVICE, APPLY, HPA],
+            2,
+            id="autoscaling: HPA applied, the predictor without replicas, minReplicas expected",
+        ),
+        pytest.param(
+            {"minReplicas": 2, "maxReplicas": 5},
+            4,
+            [SERVICE, APPLY, HPA],
+            4,
+            id="the HPA scaled to 4: the rollout waits for its count, not spec.replicas",
+        ),
+        pytest.param(None, None, [SERVICE, APPLY], 3, id="no autoscaling: spec.replicas, no HPA"),
+    ],
+)
+def test_autoscaling_owns_the_replica_count(
+    autoscaling: Obj | None, hpa_replicas: int | None, want_writes: list[str], want_replicas: int
+) -> None:
+    spec: dict[str, Any] = {"replicas": 3}
+    if autoscaling is not None:
+        spec["autoscaling"] = autoscaling
+    kube = seeded(dep(**spec), mv(1))
+    run(kube)
+    assert [w for w in writes(kube) if w != PATCH] == want_writes
+    predictor = kube.get_deployment("ml", PREDICTOR)
+    assert predictor is not None
+    assert ("replicas" in predictor["spec"]) is (autoscaling is None)
+    if hpa_replicas is not None:  # the HPA controller scales the predictor
+        predictor_obj = kube.stored("apps/v1", "Deployment", "ml", PREDICTOR)
+        predictor_obj["spec"]["replicas"] = hpa_replicas
+    kube.writes.clear()
+    run(kube, now=later(5))
+    assert APPLY not in writes(kube)  # nothing to re-apply: the two never fight
+    assert deployment_status(kube)["replicas"] == want_replicas
+
+
+def test_removing_autoscaling_deletes_the_hpa_and_restores_replicas() -> None:
+    kube = seeded(dep(replicas=3, autoscaling={"maxReplicas": 5}), mv(1))
+    run(kube)
+    assert kube.of_kind("HorizontalPodAutoscaler")
+    edit_spec(replicas=3)(kube)
+    kube.stored("driftloop.dev/v1alpha1", "Deployment", "ml", "iris")["spec"].pop("autoscaling")
+    kube.writes.clear()
+    run(kube, now=later(5))
+    assert f"delete HorizontalPodAutoscaler/{PREDICTOR}" in writes(kube)
+    assert not kube.of_kind("HorizontalPodAutoscaler")
+    predictor = kube.get_deployment("ml", PREDICTOR)
+    assert predictor is not None
+    assert predictor["spec"]["replicas"] == 3

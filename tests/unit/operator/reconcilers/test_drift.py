@@ -20,6 +20,8 @@ from driftloop.api import API_VERSION
 from driftloop.config import OperatorConfig
 from driftloop.fake import FakeKube
 from driftloop.prometheus import PrometheusError
+from driftloop.retraining import pooled_query
+from driftloop_contract import DriftMethod
 
 from .deploy_harness import (
     conditions_of,
@@ -35,9 +37,14 @@ from .harness import CONFIG, NOW, NS, deployment, events, later, model_version, 
 Obj = dict[str, Any]
 
 ADDRESS = "http://prometheus.monitoring:9090"
-QUERY = (
-    'max(driftloop_feature_drift_score{namespace="ml",deployment="iris",method="psi",version="1"})'
-)
+#: A drift trigger with a fixed threshold (most cases): PSI of the bin counters pooled
+#: over every pod (1000-row window: 100 rows at least; spec.monitoring.range 5m).
+FIXED = {"name": "drift", "threshold": 0.1}
+SELECTOR = 'namespace="ml",deployment="iris",version="1"'
+QUERY = pooled_query(SELECTOR, DriftMethod.psi, "300s", 100)
+#: The default trigger (no triggers): the same, relative to the calibrated thresholds.
+#: (200 rows at least: from there on the threshold for 1000 rows rescales to the range's.)
+CALIBRATED_QUERY = pooled_query(SELECTOR, DriftMethod.psi, "300s", 200, window=1000)
 TEMPLATE = {"datasetRef": {"name": "iris"}, "estimator": {"type": "RandomForestClassifier"}}
 #: NOW // 30m (the default cooldown): the retraining run's name suffix.
 WINDOW = 997800
@@ -64,7 +71,12 @@ class Answers:
 
 
 def retraining(**policy: Any) -> Obj:
-    return {"prometheus": {"address": ADDRESS}, "template": TEMPLATE, **policy}
+    return {
+        "prometheus": {"address": ADDRESS},
+        "template": TEMPLATE,
+        "triggers": [FIXED],
+        **policy,
+    }
 
 
 def observation(value: float | None, at: datetime = NOW, since: datetime | None = None) -> Obj:
@@ -73,6 +85,16 @@ def observation(value: float | None, at: datetime = NOW, since: datetime | None 
         obs["firingSince"] = text(since)
     return obs
 
+
+CALIBRATED: Obj = {
+    "trigger": "drift",
+    "value": 0.6,
+    "threshold": 1.0,
+    "calibrated": True,
+    "time": text(NOW),
+}
+SINCE = text(later(-60))
+CALIBRATED_FIRED = f"trigger drift: value 1.5 beyond 1 since {SINCE}; started TrainingRun {RUN}"
 
 #: A reading 30s ago, beyond the threshold since a minute ago: it fires when due.
 FIRING = observation(0.2, later(-30), since=later(-60))
@@ -177,7 +199,7 @@ CASES = [
     ),
     Case(
         "the operator-wide Prometheus address",
-        policy={"template": TEMPLATE},
+        policy={"template": TEMPLATE, "triggers": [FIXED]},
         config=dataclasses.replace(CONFIG, prometheus_url="http://prom.default:9090"),
         queries=(("http://prom.default:9090", QUERY, None),),
     ),
@@ -225,28 +247,56 @@ CASES = [
         "not serving yet: the query has no version",
         policy=retraining(),
         serving=False,
-        writes=("apply Deployment/iris-predictor", "create Service/iris-predictor", PATCH),
+        writes=("create Service/iris-predictor", "apply Deployment/iris-predictor", PATCH),
         queries=(
             (
                 ADDRESS,
-                'max(driftloop_feature_drift_score{namespace="ml",deployment="iris",method="psi"})',
+                pooled_query('namespace="ml",deployment="iris"', DriftMethod.psi, "300s", 100),
                 None,
             ),
         ),
     ),
     Case(
-        "KS: the method's default threshold",
-        policy=retraining(),
+        "the default trigger is calibrated: the pooled score relative to the thresholds",
+        policy=retraining(triggers=[]),
+        value=0.6,
+        queries=((ADDRESS, CALIBRATED_QUERY, None),),
+        observations=(CALIBRATED,),
+    ),
+    Case(
+        "calibrated, above 1 for the `for` duration: a TrainingRun",
+        policy=retraining(triggers=[]),
+        value=1.5,
+        drift=({**CALIBRATED, "value": 1.2, "time": text(later(-30)), "firingSince": SINCE},),
+        queries=((ADDRESS, CALIBRATED_QUERY, None),),
+        observations=({**CALIBRATED, "value": 1.5, "firingSince": SINCE},),
+        retraining=("True", "DriftDetected", CALIBRATED_FIRED),
+        retrain_history=(record(RUN, value=1.5),),
+        writes=(CREATE_RUN, PATCH),
+        events=(("Normal", "RetrainingStarted", CALIBRATED_FIRED),),
+    ),
+    Case(
+        "KS, calibrated: each pod's 1 - p over its Sidak level, or the fixed 0.95 without one",
+        policy=retraining(triggers=[]),
         spec={"monitoring": {"method": "ks"}},
         value=0.5,
         queries=(
             (
                 ADDRESS,
-                'max(driftloop_feature_drift_score{namespace="ml",deployment="iris",method="ks",'
-                'version="1"})',
+                f'max(driftloop_feature_drift_score{{{SELECTOR},method="ks"}} / '
+                f'driftloop_feature_drift_threshold{{{SELECTOR},method="ks"}} or '
+                f'driftloop_feature_drift_score{{{SELECTOR},method="ks"}} / 0.95)',
                 None,
             ),
         ),
+        observations=({**CALIBRATED, "value": 0.5},),
+    ),
+    Case(
+        "KS with a fixed threshold: the max of each pod's score",
+        policy=retraining(triggers=[{"name": "drift", "threshold": 0.95}]),
+        spec={"monitoring": {"method": "ks"}},
+        value=0.5,
+        queries=((ADDRESS, f'max(driftloop_feature_drift_score{{{SELECTOR},method="ks"}})', None),),
         observations=({"trigger": "drift", "value": 0.5, "threshold": 0.95, "time": text(NOW)},),
     ),
     Case(
@@ -571,3 +621,24 @@ def test_a_retry_within_the_window_finds_the_run_instead_of_starting_another() -
     assert again.events == []
     assert [repr(w) for w in kube.writes] == [f"create TrainingRun/{name}", PATCH]
     assert [r["trainingRun"] for r in deployment_status(kube)["retrainHistory"]] == [name]
+
+
+def test_a_run_whose_record_was_lost_is_recorded_from_the_run_itself() -> None:
+    """The reconcile that created the run failed to write its status (a conflict, a crash).
+    The retry is refused by the cooldown, so the history comes from the run: its trigger
+    label and creation time; the value that fired it went with the lost write."""
+    kube = seeded(deployment(), model_version(1))
+    serve(kube)
+    edit_spec(retraining=retraining(interval="1m", cooldown="30m"))(kube)
+    set_status(drift=[FIRING])(kube)
+    lost = training_run(RUN, later(-5))
+    lost["metadata"]["labels"]["driftloop.dev/trigger"] = "drift"
+    kube.add(lost)
+    kube.add(training_run("manual", later(-3), labelled=False))  # no trigger: not retraining
+    kube.writes.clear()
+
+    run(kube, prometheus=Answers(0.3))
+    assert deployment_status(kube)["retrainHistory"] == [
+        {"trainingRun": RUN, "trigger": "drift", "value": None, "time": text(later(-5))}
+    ]
+    assert [repr(w) for w in kube.writes] == [PATCH]  # no second run: the cooldown holds

@@ -117,3 +117,43 @@ def test_a_settled_version_is_not_written_again() -> None:
     reconcile_model_version_once(kube, "iris-v1")
     reconcile_model_version_once(kube, "iris-v1")
     assert writes(kube) == ["patch_status ModelVersion/iris-v1"]
+
+
+def test_a_user_changing_the_approval_gets_an_event_and_a_record() -> None:
+    kube = seeded(model_version(2, approval=None))
+    outcome = reconcile_model_version_once(kube, "iris-v2")
+    assert outcome.events == []  # the operator's own verdict: recorded, no event
+    first = status_of(kube, MODEL_VERSION, "iris-v2")["approvalHistory"]
+    assert first == [
+        {
+            "approval": "approved",
+            "reason": "GatesPassed",
+            "message": "evaluation gates passed",
+            "time": "2026-11-30T12:00:00Z",
+        }
+    ]
+
+    stored = kube.stored("driftloop.dev/v1alpha1", "ModelVersion", "ml", "iris-v2")
+    stored["metadata"]["annotations"][APPROVAL_ANNOTATION] = "rejected"
+    outcome = reconcile_model_version_once(kube, "iris-v2")
+    status = status_of(kube, MODEL_VERSION, "iris-v2")
+    assert [(e.type, e.reason, e.message) for e in outcome.events] == [
+        (
+            "Normal",
+            "ApprovalChanged",
+            "approval approved -> rejected: driftloop.dev/approval=rejected",
+        )
+    ]
+    assert status["approvalHistory"][0] == {
+        "approval": "rejected",
+        "previous": "approved",
+        "reason": "SetByUser",
+        "message": "driftloop.dev/approval=rejected",
+        "time": "2026-11-30T12:00:00Z",
+    }
+    assert status["approvalHistory"][1:] == first
+
+    # Unchanged: neither a record nor an event again.
+    outcome = reconcile_model_version_once(kube, "iris-v2")
+    assert outcome.events == []
+    assert len(status_of(kube, MODEL_VERSION, "iris-v2")["approvalHistory"]) == 2

@@ -8,6 +8,7 @@ must produce.  A claimed ModelVersion is checked in the store as well.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import random
 import re
@@ -24,7 +25,7 @@ from driftloop.fake import FakeKube
 from driftloop.policies import parse_train_result
 from driftloop.reconcilers import Context, reconcile_training_run
 from driftloop.reconcilers._outcome import owner_of
-from driftloop.reconcilers.trainingrun import register_model_version
+from driftloop.reconcilers.trainingrun import _job_end, register_model_version
 
 from .harness import (
     CONFIG,
@@ -36,6 +37,7 @@ from .harness import (
     events,
     failed_create,
     finish_job,
+    later,
     model_version,
     reconcile,
     seeded,
@@ -685,6 +687,9 @@ def _check_registered(kube: FakeKube, want: Registered) -> None:
             "image": want.image,
             "estimator": "RandomForestClassifier",
             "hyperparameters": {},
+            "testSize": 0.2,
+            "randomState": 0,
+            "libraryVersions": {},
         }
         assert "ownerReferences" not in mv["metadata"]  # outlives the run
 
@@ -928,3 +933,95 @@ def test_registration_is_exactly_once_under_repeated_kills() -> None:
         except AssertionError as error:
             schedule = f"schedule {attempt}: kills {sorted(kills)}, lands after {lands_after}"
             raise AssertionError(f"{schedule}: {error}") from error
+
+
+@pytest.mark.parametrize("succeeded", [True, False])
+def test_a_finished_runs_job_is_deleted_after_the_retention(succeeded: bool) -> None:
+    """The result is in the run's status; the Job and its pods go an hour later (a
+    failed Job has no completionTime: its Failed condition dates it)."""
+    kube = seeded(RUN, IRIS)
+    reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
+    finish_job(kube, JOB, "train", trained(), succeeded=succeeded)
+    job = kube.get_job(NS, JOB)
+    assert job is not None
+    kube.update_status(
+        job, conditions=[{**job["status"]["conditions"][0], "lastTransitionTime": text(NOW)}]
+    )
+    for _ in range(3):  # claim, register; or fail
+        reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
+    assert status_of(kube, TRAINING_RUN, "iris-rf")["phase"] == (
+        "Succeeded" if succeeded else "Failed"
+    )
+    kube.writes.clear()
+    config = dataclasses.replace(CONFIG, finished_job_retention=3600)
+    kept = reconcile(
+        reconcile_training_run, kube, TRAINING_RUN, "iris-rf", now=later(600), config=config
+    )
+    assert kept.requeue_after == 3000
+    assert writes(kube) == []
+    gone = reconcile(
+        reconcile_training_run, kube, TRAINING_RUN, "iris-rf", now=later(3600), config=config
+    )
+    assert (gone.requeue_after, writes(kube)) == (None, ["delete Job/iris-rf-train"])
+    again = reconcile(
+        reconcile_training_run, kube, TRAINING_RUN, "iris-rf", now=later(7200), config=config
+    )
+    assert (again.phase, again.requeue_after, writes(kube)) == (
+        "Succeeded" if succeeded else "Failed",
+        None,
+        ["delete Job/iris-rf-train"],  # nothing new: the run never recreates its Job
+    )
+
+
+@pytest.mark.parametrize(
+    ("estimator", "task", "refused"),
+    [
+        ("RandomForestClassifier", "regression", True),
+        ("Ridge", "classification", True),
+        ("RandomForestClassifier", "classification", False),
+        ("Ridge", "regression", False),
+        ("Ridge", None, False),  # no task declared: the training Job checks the target
+    ],
+)
+def test_an_estimator_for_another_task_than_the_datasets_is_refused_before_any_job(
+    estimator: str, task: str | None, refused: bool
+) -> None:
+    run = training_run()
+    run["spec"]["estimator"]["type"] = estimator
+    kube = seeded(run, dataset(validated=True, **({"task": task} if task else {})))
+    outcome = reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
+    status = status_of(kube, TRAINING_RUN, "iris-rf")
+    if not refused:
+        assert writes(kube) == ["create Job/iris-rf-train", "patch_status TrainingRun/iris-rf"]
+        assert status["phase"] == "Running"
+        return
+    other = "regression" if task == "classification" else "classification"
+    message = f"estimator {estimator} is for {other}; Dataset 'iris' declares task {task}"
+    assert writes(kube) == ["patch_status TrainingRun/iris-rf"]
+    assert (status["phase"], status["failureReason"], status["failureMessage"]) == (
+        "Failed",
+        "TaskMismatch",
+        message,
+    )
+    assert [(c["type"], c["status"], c["reason"]) for c in status["conditions"]] == stalled(
+        "TaskMismatch"
+    )
+    assert events(outcome) == [("Warning", "TaskMismatch", message)]
+
+
+@pytest.mark.parametrize(
+    ("job_status", "end"),
+    [
+        ({"completionTime": "2026-11-30T12:00:00Z"}, "2026-11-30T12:00:00Z"),
+        (
+            {"conditions": [{"type": "Failed", "status": "True", "lastTransitionTime": "T1"}]},
+            "T1",
+        ),
+        ({"conditions": [{"type": "Failed", "status": "False"}]}, None),
+        ({}, None),
+    ],
+)
+def test_a_jobs_end_is_its_completion_or_its_terminal_condition(
+    job_status: dict[str, Any], end: str | None
+) -> None:
+    assert _job_end({"status": job_status}) == end

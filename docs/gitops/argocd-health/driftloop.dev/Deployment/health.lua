@@ -4,19 +4,39 @@
 local hs = { status = "Progressing", message = "Waiting for the driftloop operator" }
 
 -- Ready=False reasons the operator cannot get past without a change from you (the spec,
--- the data, the image): the operator's STALLED_REASONS, plus any reason ending in
+-- the data, the image; refused data names its defect: EmptyFile, TooFewClasses, ...): the operator's STALLED_REASONS, plus any reason ending in
 -- "Failed" that it does not mirror as waiting (Reconciling=True: ImagePullFailed,
 -- PodCreationFailed). Any other Ready=False reason is a step on the way. (The operator
 -- also mirrors this in a Stalled condition, read first below; the list serves objects
 -- without it.)
 local terminal = {
   DeadlineExceeded = true,
+  DuplicateColumn = true,
+  EmptyFile = true,
   InvalidHyperparameters = true,
   InvalidImage = true,
   InvalidRequest = true,
   InvalidSpec = true,
+  MalformedRow = true,
+  MissingColumn = true,
+  MissingTarget = true,
+  NoFiles = true,
+  NoRows = true,
+  NonFiniteValue = true,
+  NonNumericValue = true,
+  ReproduceModelMismatch = true,
   ResultUnreadable = true,
+  SchemaMismatch = true,
+  SnapshotCorrupt = true,
+  SnapshotMissing = true,
+  TargetNotNumeric = true,
+  TooFewClasses = true,
+  TooFewRows = true,
+  TooManyMissing = true,
+  TooManyRows = true,
+  UnexpectedCategory = true,
   UnknownEstimator = true,
+  UnreadableFile = true,
   ValidationFailed = true,
 }
 
