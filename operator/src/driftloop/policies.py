@@ -430,25 +430,31 @@ class RolloutState:
     complete: bool
     ready_replicas: int
     replicas: int
+    #: What the rollout waits for, worded as ``kubectl rollout status`` words it.
+    progress: str = ""
 
 
 def rollout_state(deployment: Obj | None, desired_replicas: int) -> RolloutState:
     """Like ``kubectl rollout status``: is the latest template fully rolled out?"""
     if deployment is None:
-        return RolloutState(False, 0, desired_replicas)
+        return RolloutState(False, 0, desired_replicas, "waiting for the predictor Deployment")
     meta = deployment.get("metadata") or {}
     status = deployment.get("status") or {}
     ready = int(status.get("readyReplicas") or 0)
     updated = int(status.get("updatedReplicas") or 0)
     total = int(status.get("replicas") or 0)
     available = int(status.get("availableReplicas") or 0)
-    complete = (
-        int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
-        and updated >= desired_replicas
-        and total == updated
-        and available >= desired_replicas
-    )
-    return RolloutState(complete, ready, desired_replicas)
+    if int(status.get("observedGeneration") or 0) < int(meta.get("generation") or 0):
+        progress = "waiting for the Deployment spec update to be observed"
+    elif updated < desired_replicas:
+        progress = f"{updated} of {desired_replicas} new replicas updated"
+    elif total > updated:
+        progress = f"{total - updated} old replicas pending termination"
+    elif available < desired_replicas:
+        progress = f"{available} of {desired_replicas} updated replicas available"
+    else:
+        return RolloutState(True, ready, desired_replicas)
+    return RolloutState(False, ready, desired_replicas, progress)
 
 
 # --------------------------------------------------------------------------- #

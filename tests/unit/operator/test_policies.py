@@ -224,20 +224,39 @@ def _deployment(generation: int, observed: int, **status: int) -> dict[str, Any]
 
 
 @pytest.mark.parametrize(
-    ("deployment", "complete"),
+    ("deployment", "complete", "progress"),
     [
-        (None, False),
-        (_deployment(2, 1, replicas=2, updatedReplicas=2, availableReplicas=2), False),
-        (_deployment(2, 2, replicas=3, updatedReplicas=2, availableReplicas=2), False),
-        (_deployment(2, 2, replicas=2, updatedReplicas=2, availableReplicas=1), False),
+        (None, False, "waiting for the predictor Deployment"),
+        (
+            _deployment(2, 1, replicas=2, updatedReplicas=2, availableReplicas=2),
+            False,
+            "waiting for the Deployment spec update to be observed",
+        ),
+        (
+            _deployment(2, 2, replicas=2, updatedReplicas=1, availableReplicas=2),
+            False,
+            "1 of 2 new replicas updated",
+        ),
+        (
+            _deployment(2, 2, replicas=3, updatedReplicas=2, availableReplicas=2),
+            False,
+            "1 old replicas pending termination",
+        ),
+        (
+            _deployment(2, 2, replicas=2, updatedReplicas=2, availableReplicas=1),
+            False,
+            "1 of 2 updated replicas available",
+        ),
         (
             _deployment(2, 2, replicas=2, updatedReplicas=2, availableReplicas=2, readyReplicas=2),
             True,
+            "",
         ),
     ],
 )
-def test_rollout_state(deployment: dict[str, Any] | None, complete: bool) -> None:
-    assert policies.rollout_state(deployment, 2).complete is complete
+def test_rollout_state(deployment: dict[str, Any] | None, complete: bool, progress: str) -> None:
+    state = policies.rollout_state(deployment, 2)
+    assert (state.complete, state.progress) == (complete, progress)
 
 
 def test_set_condition_keeps_transition_time_when_status_is_unchanged() -> None:

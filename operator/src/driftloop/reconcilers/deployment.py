@@ -111,7 +111,9 @@ def reconcile_deployment(ctx: Context, body: Obj) -> Outcome:
             events.extend(announce(problem, conditions.get_condition(current, conditions.READY)))
         else:
             status.ready(
-                False, "Scaling", f"{rollout.ready_replicas}/{rollout.replicas} replicas ready"
+                False,
+                "Scaling",
+                f"{rollout.ready_replicas}/{rollout.replicas} replicas ready: {rollout.progress}",
             )
     else:
         _track_rollout(
