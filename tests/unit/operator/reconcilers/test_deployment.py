@@ -343,7 +343,9 @@ CASES = [
             "Ready": ("False", "Scaling"),
             "Reconciling": ("True", "Scaling"),
         },
-        messages={"Ready": "1/3 replicas ready: waiting for the Deployment spec update to be observed"},
+        messages={
+            "Ready": "1/3 replicas ready: waiting for the Deployment spec update to be observed"
+        },
         status={"servingVersion": 1, "replicas": 3, "observedGeneration": 2},
         writes=(APPLY, PATCH),
     ),
