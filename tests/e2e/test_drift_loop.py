@@ -253,8 +253,10 @@ def test_unready_version_rolls_back(
         "iris",
         # Rolled back, and the failed version's pod gone: only then is the rollback done
         # (until then Argo CD rightly says Progressing, "old replicas pending termination").
-        lambda o: condition(o, "Promoted").get("reason") == "RolloutFailed"
-        and condition(o).get("status") == "True",
+        lambda o: (
+            condition(o, "Promoted").get("reason") == "RolloutFailed"
+            and condition(o).get("status") == "True"
+        ),
         timeout=300,
     )
     assert rolled["status"]["servingVersion"] == 1
