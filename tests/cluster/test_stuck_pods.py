@@ -39,7 +39,13 @@ from driftloop_testkit.driftloop import (
     wait_cr,
 )
 from driftloop_testkit.s3 import S3_SECRET, S3Server
-from driftloop_testkit.scenarios import has_reason, in_phase, is_ready, ready_dataset
+from driftloop_testkit.scenarios import (
+    has_reason,
+    in_phase,
+    is_ready,
+    is_rolled_back,
+    ready_dataset,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -390,9 +396,8 @@ def test_a_crash_looping_version_is_reported_next_to_the_serving_one(
         namespace,
         "Deployment",
         "iris",
-        has_reason("RolloutFailed", "Promoted"),
+        is_rolled_back,
         timeout=180,
     )
-    assert condition(rolled_back)["status"] == "True"
     assert "CrashLooping" not in condition(rolled_back)["message"]
     assert rolled_back["status"]["servingVersion"] == 1

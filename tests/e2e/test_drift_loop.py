@@ -25,7 +25,7 @@ from driftloop_testkit.driftloop import (
     ready_predictor_url,
     wait_cr,
 )
-from driftloop_testkit.scenarios import first_version, is_serving, serve
+from driftloop_testkit.scenarios import first_version, is_rolled_back, is_serving, serve
 from driftloop_testkit.traffic import scraped, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
@@ -251,12 +251,7 @@ def test_unready_version_rolls_back(
         namespace,
         "Deployment",
         "iris",
-        # Rolled back, and the failed version's pod gone: only then is the rollback done
-        # (until then Argo CD rightly says Progressing, "old replicas pending termination").
-        lambda o: (
-            condition(o, "Promoted").get("reason") == "RolloutFailed"
-            and condition(o).get("status") == "True"
-        ),
+        is_rolled_back,
         timeout=300,
     )
     assert rolled["status"]["servingVersion"] == 1

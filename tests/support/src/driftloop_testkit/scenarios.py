@@ -45,6 +45,13 @@ def has_reason(reason: str, type_: str = "Ready") -> Predicate:
     return lambda obj: condition(obj, type_).get("reason") == reason
 
 
+def is_rolled_back(obj: dict[str, Any]) -> bool:
+    """Rolled back (Promoted=RolloutFailed) and done: the failed version's pods are gone
+    and the previous version is Ready again (until then Ready=False says which pods the
+    rollback waits for, as ``kubectl rollout status`` does)."""
+    return has_reason("RolloutFailed", "Promoted")(obj) and is_ready(obj)
+
+
 def in_phase(*phases: str) -> Predicate:
     """``status.phase`` is one of ``phases``."""
     return lambda obj: (obj.get("status") or {}).get("phase") in phases
