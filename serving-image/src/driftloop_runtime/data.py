@@ -477,6 +477,14 @@ class Checker:
                     + _near(feature.name, columns),
                     column=feature.name,
                 )
+        for sensitive in spec.sensitive_features:
+            if sensitive.name not in columns:
+                raise ValidationFailedError(
+                    ValidationRule.missing_column,
+                    f"sensitive feature column {sensitive.name!r} is not in the data"
+                    + _near(sensitive.name, columns),
+                    column=sensitive.name,
+                )
         if spec.target not in columns:
             raise ValidationFailedError(
                 ValidationRule.missing_target,
@@ -534,6 +542,17 @@ class Checker:
                         f"{unexpected[:10]} (the first in row {_row(outside, offset)})",
                         column=feature.name,
                     )
+        for sensitive in self.spec.sensitive_features:
+            if sensitive.bins is not None:  # binned: numbers (a missing one is a group)
+                col = frame[sensitive.name]
+                _non_numeric(
+                    sensitive.name,
+                    col,
+                    "binned sensitive feature",
+                    ValidationRule.numeric_type,
+                    offset,
+                )
+                _check_finite(sensitive.name, col, offset)
         name, col = self.spec.target, frame[self.spec.target]
         if self.task is Task.regression:
             _non_numeric(name, col, "regression target", ValidationRule.target_numeric, offset)
