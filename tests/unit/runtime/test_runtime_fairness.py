@@ -69,7 +69,8 @@ def test_a_gate_fails_on_biased_data_for_the_biased_feature_only(
     spread = group.disparities[contract.DEMOGRAPHIC_PARITY_DIFFERENCE]
     assert spread == pytest.approx(abs(rates["A"] - rates["B"]), abs=1e-3)
     if failed:  # the message names the groups and their rates, highest first
-        assert "(A 0." in lines[0] and ", B 0." in lines[0]
+        assert "(A 0." in lines[0]
+        assert ", B 0." in lines[0]
         assert spread > 0.4
     else:
         assert spread < 0.1
@@ -179,7 +180,8 @@ def test_regression_gates_the_spread_of_the_error_metric() -> None:
     )
     mae = {g.group: g.metrics["mae"] for g in report.groups}
     assert report.disparities["maeDifference"] == pytest.approx(mae["B"] - mae["A"], abs=1e-3)
-    assert report.failed_gates and report.failed_gates[0].startswith("g: maeDifference 0.")
+    assert report.failed_gates
+    assert report.failed_gates[0].startswith("g: maeDifference 0.")
     assert "> max 0.3 (B " in report.failed_gates[0]
     fair = _evaluate(
         contract.Task.regression, y, y + 0.01, groups, None, maxMetricDifference={"mae": 0.3}
@@ -268,4 +270,5 @@ def test_a_large_report_is_bounded_to_the_termination_message() -> None:
     for feature in back.fairness:  # groups folded into counts; gates and disparities kept
         assert feature.other_groups + len(feature.groups) == contract.MAX_REPORTED_GROUPS
         assert feature.other_rows + sum(g.size for g in feature.groups) == sum(g.size for g in many)
-        assert feature.failed_gates and feature.disparities
+        assert feature.failed_gates
+        assert feature.disparities
