@@ -201,3 +201,23 @@ def groups_csv(gap: float, rows: int = 1000, seed: int = 0) -> str:
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False)
     return buffer.getvalue()
+
+
+def groups_dataset_manifest(name: str, source: str) -> dict[str, Any]:
+    """A Dataset of groups_csv data: ``group`` and binned ``age`` are sensitive, not inputs."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Dataset",
+        "metadata": {"name": name},
+        "spec": {
+            "source": source,
+            "features": [{"name": f} for f in GROUPS_FEATURES],
+            "target": GROUPS_TARGET,
+            "task": "classification",
+            "sensitiveFeatures": [
+                {"name": GROUPS_SENSITIVE},
+                {"name": GROUPS_AGE, "bins": [30, 50]},
+            ],
+            "validation": {"minRows": 100},
+        },
+    }
