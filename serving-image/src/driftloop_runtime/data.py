@@ -469,21 +469,16 @@ class Checker:
     def columns(self, names: Any) -> None:
         spec = self.spec
         columns = set(map(str, names))
-        for feature in spec.features:
-            if feature.name not in columns:
+        named = [
+            *(("feature", f.name) for f in spec.features),
+            *(("sensitive feature", f.name) for f in spec.sensitive_features),
+        ]
+        for what, name in named:
+            if name not in columns:
                 raise ValidationFailedError(
                     ValidationRule.missing_column,
-                    f"feature column {feature.name!r} is not in the data"
-                    + _near(feature.name, columns),
-                    column=feature.name,
-                )
-        for sensitive in spec.sensitive_features:
-            if sensitive.name not in columns:
-                raise ValidationFailedError(
-                    ValidationRule.missing_column,
-                    f"sensitive feature column {sensitive.name!r} is not in the data"
-                    + _near(sensitive.name, columns),
-                    column=sensitive.name,
+                    f"{what} column {name!r} is not in the data" + _near(name, columns),
+                    column=name,
                 )
         if spec.target not in columns:
             raise ValidationFailedError(

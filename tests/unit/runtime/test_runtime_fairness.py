@@ -189,19 +189,21 @@ def test_regression_gates_the_spread_of_the_error_metric() -> None:
     assert fair.failed_gates == []
 
 
-def test_small_groups_are_reported_but_not_gated() -> None:
-    y_true = ["1", "0"] * 50 + ["1"] * 5
-    y_pred = ["1", "0"] * 50 + ["0"] * 5  # group C: never selected, but 5 rows only
-    groups = ["A"] * 50 + ["B"] * 50 + ["C"] * 5
-    report = _evaluate(
+def _with_small_group(min_group_size: int) -> contract.FeatureFairness:
+    """Groups A and B of 50 rows at parity; group C, 5 rows, is never selected."""
+    return _evaluate(
         contract.Task.classification,
-        y_true,
-        y_pred,
-        groups,
+        ["1", "0"] * 50 + ["1"] * 5,
+        ["1", "0"] * 50 + ["0"] * 5,
+        ["A"] * 50 + ["B"] * 50 + ["C"] * 5,
         ["0", "1"],
         maxDemographicParityDifference=0.1,
-        minGroupSize=30,
+        minGroupSize=min_group_size,
     )
+
+
+def test_small_groups_are_reported_but_not_gated() -> None:
+    report = _with_small_group(30)
     assert [(g.group, g.size, g.gated) for g in report.groups] == [
         ("A", 50, True),
         ("B", 50, True),
@@ -211,15 +213,7 @@ def test_small_groups_are_reported_but_not_gated() -> None:
     assert report.disparities[contract.DEMOGRAPHIC_PARITY_DIFFERENCE] == 0.0
     assert report.failed_gates == []
     # One gated group is no comparison: a gate asked for fails rather than passes.
-    alone = _evaluate(
-        contract.Task.classification,
-        y_true,
-        y_pred,
-        groups,
-        ["0", "1"],
-        maxDemographicParityDifference=0.1,
-        minGroupSize=51,
-    )
+    alone = _with_small_group(51)
     assert alone.disparities == {}
     assert alone.failed_gates == [
         "g: demographicParityDifference: not computed (needs two groups of at least "
