@@ -6,6 +6,7 @@ only (no kopf, Kubernetes client, scikit-learn or pandas): both images install i
 
     layout    volumes, artifact files, the S3 store
     tasks     tasks, metrics, the estimator allow-list
+    fairness  fairness gates and the per-group report of training
     data      the dataset the runtime reads
     jobs      ``train``/``profile``: request, result, exit codes, reasons
     serving   ``serve``: port, paths, ServerConfig (its environment)
@@ -13,7 +14,15 @@ only (no kopf, Kubernetes client, scikit-learn or pandas): both images install i
     metrics   Prometheus metric names of the server
 """
 
-from .data import DatasetSpec, FeatureSpec, FeatureType, Identifier, ValidationRule, ValidationRules
+from .data import (
+    DatasetSpec,
+    FeatureSpec,
+    FeatureType,
+    Identifier,
+    SensitiveFeature,
+    ValidationRule,
+    ValidationRules,
+)
 from .drift import (
     BINNED_METHODS,
     CALIBRATED_METHODS,
@@ -25,6 +34,21 @@ from .drift import (
     MIN_BINNED_ROWS,
     DriftMethod,
     sidak_level,
+)
+from .fairness import (
+    DEMOGRAPHIC_PARITY_DIFFERENCE,
+    DEMOGRAPHIC_PARITY_RATIO,
+    DIFFERENCE_SUFFIX,
+    EQUALIZED_ODDS_DIFFERENCE,
+    MAX_GROUP_LABEL,
+    MAX_REPORTED_GROUPS,
+    MISSING_GROUP,
+    SELECTION_RATE,
+    FairnessGates,
+    FeatureFairness,
+    GroupMetrics,
+    keep_groups,
+    metric_difference,
 )
 from .jobs import (
     COMMAND_PROFILE,
@@ -64,6 +88,7 @@ from .layout import (
     ENV_AWS_SECRET_ACCESS_KEY,
     ENV_S3_ENDPOINT,
     ENV_SCRATCH_DIR,
+    FAIRNESS_FILE,
     MANIFEST_FILE,
     METRICS_FILE,
     MODEL_FILE,
@@ -167,6 +192,9 @@ __all__ = [
     "DEFAULT_SHADOW_QUEUE",
     "DEFAULT_SHADOW_TOLERANCE",
     "DEFAULT_WORKERS",
+    "DEMOGRAPHIC_PARITY_DIFFERENCE",
+    "DEMOGRAPHIC_PARITY_RATIO",
+    "DIFFERENCE_SUFFIX",
     "DIGEST_PREFIX",
     "DRIFT_THRESHOLDS",
     "ENTRYPOINT",
@@ -198,10 +226,12 @@ __all__ = [
     "ENV_SHADOW_TOLERANCE",
     "ENV_TERMINATION_LOG",
     "ENV_WORKERS",
+    "EQUALIZED_ODDS_DIFFERENCE",
     "ESTIMATORS",
     "EXIT_ERROR",
     "EXIT_INVALID_INPUT",
     "EXIT_OK",
+    "FAIRNESS_FILE",
     "GRPC_PORT",
     "GRPC_PORT_NAME",
     "HEADER_FORWARDED",
@@ -209,6 +239,8 @@ __all__ = [
     "LOWER_IS_BETTER",
     "MANIFEST_FILE",
     "MAX_EXPORTED_BINS",
+    "MAX_GROUP_LABEL",
+    "MAX_REPORTED_GROUPS",
     "METRICS_BY_TASK",
     "METRICS_FILE",
     "METRIC_DRIFT_ROWS",
@@ -237,6 +269,7 @@ __all__ = [
     "METRIC_SHADOW_COMPARED_ROWS",
     "METRIC_SHADOW_REQUESTS",
     "MIN_BINNED_ROWS",
+    "MISSING_GROUP",
     "MODEL_FILE",
     "MODEL_FORMAT",
     "PATH_FEEDBACK_SUFFIX",
@@ -259,6 +292,7 @@ __all__ = [
     "S3_SCHEME",
     "S3_SECRET_KEYS",
     "SCRATCH_MOUNT",
+    "SELECTION_RATE",
     "SERVING_PORT",
     "SERVING_PORT_NAME",
     "SNAPSHOTS_DIR",
@@ -268,13 +302,17 @@ __all__ = [
     "DatasetSpec",
     "DriftMethod",
     "Evaluation",
+    "FairnessGates",
+    "FeatureFairness",
     "FeatureSpec",
     "FeatureType",
+    "GroupMetrics",
     "Identifier",
     "Metric",
     "ProfileRequest",
     "ProfileResult",
     "Sampling",
+    "SensitiveFeature",
     "ServerConfig",
     "SnapshotRef",
     "Task",
@@ -283,6 +321,8 @@ __all__ = [
     "ValidationRule",
     "ValidationRules",
     "dump_result",
+    "keep_groups",
+    "metric_difference",
     "sidak_level",
     "snapshot_location",
     "snapshot_root",

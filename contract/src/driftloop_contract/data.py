@@ -34,6 +34,19 @@ class FeatureSpec(Payload):
     )
 
 
+class SensitiveFeature(Payload):
+    """A column that identifies groups, for per-group evaluation (fairness)."""
+
+    name: Identifier
+    #: Numeric column grouped by these ascending cut points: n points make n + 1
+    #: groups (below the first, between neighbours, from the last up).  None: each
+    #: distinct value (as text) is a group.
+    bins: list[float] | None = Field(default=None, min_length=1, max_length=19)
+    #: Whether the column is also a model input (then it is in ``features`` too);
+    #: false: it is read for evaluation only and never reaches the model.
+    use_as_input: bool = Field(default=False, alias="useAsInput")
+
+
 class ValidationRules(Payload):
     """Rules the data must meet; a failed rule fails with its name (ValidationRule)."""
 
@@ -56,6 +69,10 @@ class DatasetSpec(Payload):
     features: list[FeatureSpec] = Field(min_length=1, max_length=512)
     #: Column holding the label to predict.
     target: Identifier
+    #: Columns whose groups the evaluation compares (fairness gates).
+    sensitive_features: list[SensitiveFeature] = Field(
+        default_factory=list, alias="sensitiveFeatures", max_length=4
+    )
     #: What the target is for: classification needs at least two classes, regression
     #: a numeric target.  None: checked when a run names an estimator.
     task: Task | None = None

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from ._base import Payload
 from .data import DatasetSpec
+from .fairness import FairnessGates, FeatureFairness, keep_groups
 from .tasks import Metric, Task
 
 #: Container entrypoint: ``driftloop-runtime <command>``.
@@ -64,6 +65,9 @@ class Evaluation(Payload):
     #: Gates: metric name -> minimum (maximum for LOWER_IS_BETTER metrics).  A model
     #: that misses a gate is rejected.
     min_scores: dict[str, float] = Field(default_factory=dict, alias="minScores")
+    #: Gates on the disparities between the groups of the dataset's sensitive
+    #: features.  A model that misses one is rejected.
+    fairness: FairnessGates | None = None
 
 
 class SnapshotRef(Payload):
@@ -137,8 +141,14 @@ class TrainResult(Payload):
     rows: int | None = None
     task: Task | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
+    #: False when a minScores gate or a fairness gate failed.
     gates_passed: bool | None = Field(default=None, alias="gatesPassed")
+    #: The minScores gates that failed (fairness gates: in ``fairness``).
     failed_gates: list[str] = Field(default_factory=list, alias="failedGates")
+    #: Per sensitive feature: per-group metrics, disparities, failed fairness gates.
+    #: Bounded to fit the termination message (dump_result); the full report is
+    #: the artifact set's FAIRNESS_FILE.
+    fairness: list[FeatureFairness] = Field(default_factory=list)
     #: Versions of the libraries that trained the model (python, scikit-learn...).
     library_versions: dict[str, str] = Field(default_factory=dict, alias="libraryVersions")
     reason: str | None = None
@@ -147,11 +157,23 @@ class TrainResult(Payload):
     message: str | None = None
 
 
+#: Groups per feature tried, in turn, until a result with a fairness report fits.
+_GROUP_LIMITS = (4, 2, 0)
+
+
 def dump_result(result: ProfileResult | TrainResult) -> str:
     """Serialise a result for the termination message (always < 4 KiB)."""
     text = result.model_dump_json(by_alias=True, exclude_none=True)
     if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
         return text
+    if isinstance(result, TrainResult) and result.fairness:
+        # Fewer groups listed (counted instead): the disparities and failed gates,
+        # which decide the approval, stay.
+        for limit in _GROUP_LIMITS:
+            result = result.model_copy(update={"fairness": keep_groups(result.fairness, limit)})
+            text = result.model_dump_json(by_alias=True, exclude_none=True)
+            if len(text.encode()) <= TERMINATION_MESSAGE_LIMIT:
+                return text
     # Only a very long message can overflow; keep the machine-readable part.
     clipped = result.model_copy(update={"message": (result.message or "")[:512]})
     return clipped.model_dump_json(by_alias=True, exclude_none=True)[:TERMINATION_MESSAGE_LIMIT]

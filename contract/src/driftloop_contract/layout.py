@@ -14,6 +14,9 @@ SCRATCH_MOUNT: Final = "/tmp"
 MODEL_FILE: Final = "model.skops"
 PROFILE_FILE: Final = "profile.json"
 METRICS_FILE: Final = "metrics.json"
+#: The full per-group report of the fairness evaluation (unbounded; the training
+#: result carries a bounded copy).
+FAIRNESS_FILE: Final = "fairness.json"
 #: Written last: a set without it is incomplete (never served).
 MANIFEST_FILE: Final = "manifest.json"
 MODEL_FORMAT: Final = "skops"

@@ -290,6 +290,25 @@ def task_mismatch(run: TrainingRunTemplate, dataset: DatasetSpec) -> str | None:
     )
 
 
+#: A TrainingRun with fairness gates on a Dataset that declares no sensitive features.
+NO_SENSITIVE_FEATURES = "NoSensitiveFeatures"
+
+
+def fairness_mismatch(run: TrainingRunTemplate, dataset: DatasetSpec) -> str | None:
+    """Why ``run``'s fairness gates cannot be checked on ``dataset``, or None."""
+    if run.evaluation.fairness is None or dataset.sensitive_features:
+        return None
+    return (
+        f"evaluation.fairness gates need groups, and Dataset {run.dataset_ref.name!r} "
+        "declares no spec.sensitiveFeatures"
+    )
+
+
+def failed_gates(result: contract.TrainResult) -> list[str]:
+    """Every gate a training result failed: the minScores ones, then the fairness ones."""
+    return [*result.failed_gates, *(line for f in result.fairness for line in f.failed_gates)]
+
+
 # --------------------------------------------------------------------------- #
 # Registry
 # --------------------------------------------------------------------------- #
@@ -323,17 +342,26 @@ def rejections_of(mv: Obj, deployments: Iterable[Obj]) -> list[tuple[str, Obj]]:
     return found
 
 
+#: Approval reason of a version that failed a fairness gate (the message names them).
+FAIRNESS_GATE_FAILED = "FairnessGateFailed"
+
+
 def approval(mv: Obj, rejections: Sequence[tuple[str, Obj]] = ()) -> tuple[Approval, str, str]:
     """(approval, reason, message) of a ModelVersion.
 
     A user's ``driftloop.dev/approval`` annotation wins; then failed evaluation
-    gates; then a Deployment's refusal (``rejections``, from the Deployments'
+    gates (a failed fairness gate is named first: the message says which feature,
+    disparity, value and groups); then a Deployment's refusal (``rejections``, from the Deployments'
     own status); otherwise it is approved.
     """
     chosen = user_approval(mv)
     if chosen is not None:
         return chosen, "SetByUser", f"{APPROVAL_ANNOTATION}={chosen}"
-    if not (mv.get("spec") or {}).get("gatesPassed", True):
+    spec = mv.get("spec") or {}
+    if not spec.get("gatesPassed", True):
+        unfair = [line for f in spec.get("fairness") or [] for line in f.get("failedGates") or []]
+        if unfair:
+            return Approval.rejected, FAIRNESS_GATE_FAILED, "; ".join(unfair)
         return Approval.rejected, "GatesFailed", "evaluation gates of the TrainingRun failed"
     if rejections:
         deployment, record = rejections[0]
@@ -398,6 +426,9 @@ def promotion_decision(policy: Promotion, candidate: Obj, serving: Obj | None) -
                 "AwaitingApproval",
                 f"version {version} waits for {APPROVAL_ANNOTATION}=approved",
             )
+    worse = disparity_increase(policy, candidate, serving)
+    if worse is not None:
+        return PromotionDecision(False, REJECTED_BY_POLICY, f"version {version} {worse}")
     task = contract.Task(candidate["spec"]["task"])
     metric = contract.Metric(policy.metric or contract.METRICS_BY_TASK[task][0])
     new = (candidate["spec"].get("metrics") or {}).get(metric.value)
@@ -418,6 +449,37 @@ def promotion_decision(policy: Promotion, candidate: Obj, serving: Obj | None) -
         "PolicyPassed" if passes else "PromotionPolicy",
         f"version {version} {metric}={new:.4g} {verdict} {bound}",
     )
+
+
+def _disparities(mv: Obj) -> dict[tuple[str, str], float]:
+    """(feature, disparity) -> value of the difference-type disparities of a version."""
+    return {
+        (str(f.get("feature")), name): float(value)
+        for f in (mv.get("spec") or {}).get("fairness") or []
+        for name, value in (f.get("disparities") or {}).items()
+        if name.endswith(contract.DIFFERENCE_SUFFIX)
+    }
+
+
+def disparity_increase(policy: Promotion, candidate: Obj, serving: Obj) -> str | None:
+    """What makes ``candidate`` more disparate than ``serving`` beyond
+    ``maxDisparityIncrease``, or None (also when the policy does not ask)."""
+    if policy.max_disparity_increase is None:
+        return None
+    old = _disparities(serving)
+    if not old:
+        return None  # nothing to compare with
+    new = _disparities(candidate)
+    if not new:
+        return "has no fairness report to compare with the serving version's"
+    tolerance = policy.max_disparity_increase
+    worse = [
+        f"{feature} {name}={new[key]:.4g} > {old[key]:.4g} + {tolerance:g}"
+        for key in sorted(old.keys() & new.keys())
+        for feature, name in [key]
+        if new[key] > old[key] + tolerance
+    ]
+    return "disparity increased: " + ", ".join(worse) if worse else None
 
 
 # --------------------------------------------------------------------------- #

@@ -469,13 +469,16 @@ class Checker:
     def columns(self, names: Any) -> None:
         spec = self.spec
         columns = set(map(str, names))
-        for feature in spec.features:
-            if feature.name not in columns:
+        named = [
+            *(("feature", f.name) for f in spec.features),
+            *(("sensitive feature", f.name) for f in spec.sensitive_features),
+        ]
+        for what, name in named:
+            if name not in columns:
                 raise ValidationFailedError(
                     ValidationRule.missing_column,
-                    f"feature column {feature.name!r} is not in the data"
-                    + _near(feature.name, columns),
-                    column=feature.name,
+                    f"{what} column {name!r} is not in the data" + _near(name, columns),
+                    column=name,
                 )
         if spec.target not in columns:
             raise ValidationFailedError(
@@ -534,6 +537,17 @@ class Checker:
                         f"{unexpected[:10]} (the first in row {_row(outside, offset)})",
                         column=feature.name,
                     )
+        for sensitive in self.spec.sensitive_features:
+            if sensitive.bins is not None:  # binned: numbers (a missing one is a group)
+                col = frame[sensitive.name]
+                _non_numeric(
+                    sensitive.name,
+                    col,
+                    "binned sensitive feature",
+                    ValidationRule.numeric_type,
+                    offset,
+                )
+                _check_finite(sensitive.name, col, offset)
         name, col = self.spec.target, frame[self.spec.target]
         if self.task is Task.regression:
             _non_numeric(name, col, "regression target", ValidationRule.target_numeric, offset)

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from driftloop_contract import DatasetSpec, FeatureType, ValidationRule
-from driftloop_runtime import data, profile
+from driftloop_contract import DatasetSpec, FeatureType, SensitiveFeature, ValidationRule
+from driftloop_runtime import data, fairness, profile
 from driftloop_runtime.errors import ValidationFailedError
 from driftloop_runtime.snapshot import Staged
 
@@ -98,7 +98,9 @@ def open_batches(
     staged: Staged, fmt: str, spec: DatasetSpec
 ) -> tuple[list[str], Iterator[pd.DataFrame]]:
     """Every column name of the data, and batches of the columns the spec names."""
-    wanted = [*(f.name for f in spec.features), spec.target]
+    inputs = {f.name for f in spec.features}
+    sensitive = [f.name for f in spec.sensitive_features if f.name not in inputs]
+    wanted = [*(f.name for f in spec.features), *sensitive, spec.target]
     if fmt == "csv":
         return _csv_batches(staged, spec, wanted)
     import pyarrow.dataset as pads
@@ -148,6 +150,11 @@ def _csv_batches(
     # Categories as written (a numeric-looking category must not read 1 in one batch
     # and 1.0 in the next, where a missing value made pandas choose floats).
     text = {f.name: str for f in spec.features if f.type is FeatureType.categorical}
+    # So is a sensitive column grouped by value (unless a numeric input reads it).
+    inputs = {f.name for f in spec.features}
+    text |= {
+        f.name: str for f in spec.sensitive_features if f.bins is None and f.name not in inputs
+    }
 
     def batches() -> Iterator[pd.DataFrame]:
         try:
@@ -259,6 +266,8 @@ class TrainingData:
     features: Any
     target: pd.Series
     rows: int
+    #: Per sensitive feature, each row's group (fairness.group_labels).
+    groups: dict[str, pd.Categorical] = field(default_factory=dict)
 
     @property
     def has_categorical(self) -> bool:
@@ -283,11 +292,16 @@ def training_data(staged: Staged, fmt: str, spec: DatasetSpec, task: Any) -> Tra
     }
     categorical = {f.name: CategoryCodes() for f in spec.features if f.name not in numeric}
     target: list[pd.Series] = []
+    # The sensitive columns as read (an input's too: binning needs its raw values).
+    sensitive: dict[str, list[pd.Series]] = {f.name: [] for f in spec.sensitive_features}
     for frame in batches:
         checker.batch(frame)
         if checker.defect is not None:  # refused already: keep counting, stop keeping
-            numeric, categorical, target = {}, {}, []
+            numeric, categorical, target, sensitive = {}, {}, [], {}
             continue
+        for name, kept in sensitive.items():
+            labels = fairness.group_labels(frame[name].to_numpy(), _sensitive(spec, name))
+            kept.append(pd.Series(labels))
         # Copies, not views: a view would keep the batch's whole block alive.
         for name, parts in numeric.items():
             parts.append(frame[name].to_numpy(dtype=np.float64, copy=True))
@@ -299,13 +313,20 @@ def training_data(staged: Staged, fmt: str, spec: DatasetSpec, task: Any) -> Tra
     rows = checker.rows
     y = pd.concat(target, ignore_index=True) if len(target) > 1 else target[0]
     del target
+    from pandas.api.types import union_categoricals
+
+    # union_categoricals: the batches' categories differ (a group absent from one).
+    groups = {
+        name: union_categoricals([p.array for p in parts], ignore_order=True)
+        for name, parts in sensitive.items()
+    }
     if not categorical:
         matrix = np.empty((rows, len(spec.features)), dtype=np.float64, order="F")
         for j, f in enumerate(spec.features):
             parts = numeric.pop(f.name)
             np.concatenate(parts, out=matrix[:, j])
             del parts
-        return TrainingData(matrix, y, rows)
+        return TrainingData(matrix, y, rows, groups)
     columns: dict[int, Any] = {}
     for j, f in enumerate(spec.features):
         if f.name in numeric:
@@ -316,4 +337,8 @@ def training_data(staged: Staged, fmt: str, spec: DatasetSpec, task: Any) -> Tra
             columns[j] = categorical.pop(f.name).column()
     # copy=False: one block per column, no consolidated copy of the numeric ones.
     frame = pd.DataFrame(columns, index=pd.RangeIndex(rows), copy=False)
-    return TrainingData(frame, y, rows)
+    return TrainingData(frame, y, rows, groups)
+
+
+def _sensitive(spec: DatasetSpec, name: str) -> SensitiveFeature:
+    return next(f for f in spec.sensitive_features if f.name == name)

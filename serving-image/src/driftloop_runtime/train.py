@@ -26,7 +26,17 @@ from driftloop_contract import (
     TrainResult,
     ValidationRule,
 )
-from driftloop_runtime import __version__, artifacts, data, profile, snapshot, store, stream
+from driftloop_runtime import (
+    __version__,
+    artifacts,
+    data,
+    fairness,
+    profile,
+    scoring,
+    snapshot,
+    store,
+    stream,
+)
 from driftloop_runtime.errors import RuntimeFailureError, ValidationFailedError
 
 log = logging.getLogger(__name__)
@@ -174,9 +184,10 @@ def make_pipeline(
 
 
 def evaluate(
-    model: Any, task: Task, x_test: Any, y_test: Any, wanted: list[Metric]
+    model: Any, task: Task, x_test: Any, y_test: Any, wanted: list[Metric], pred: Any = None
 ) -> dict[str, float]:
-    import numpy as np
+    """The held-out metrics; ``pred``: the model's predictions of ``x_test`` when the
+    caller has them already."""
     from sklearn import metrics as skm
 
     names = wanted or list(contract.METRICS_BY_TASK[task])
@@ -187,34 +198,26 @@ def evaluate(
             f"metric(s) {bad} do not apply to {task.value}; use "
             f"{[m.value for m in contract.METRICS_BY_TASK[task]]}",
         )
-    pred = model.predict(x_test)
+    if pred is None:
+        pred = model.predict(x_test)
     out: dict[str, float] = {}
     for m in names:
-        value: float | None
-        if m is Metric.accuracy:
-            value = float(skm.accuracy_score(y_test, pred))
-        elif m is Metric.f1:
-            value = float(skm.f1_score(y_test, pred, average="macro"))
-        elif m is Metric.roc_auc:
-            value = None
-            if hasattr(model, "predict_proba"):
-                try:
-                    proba = model.predict_proba(x_test)
-                    classes = list(model.classes_)
-                    if len(classes) == 2:
-                        value = float(skm.roc_auc_score(y_test, proba[:, 1]))
-                    else:
-                        value = float(
-                            skm.roc_auc_score(y_test, proba, multi_class="ovr", labels=classes)
-                        )
-                except ValueError as exc:  # e.g. a class missing from the test split
-                    log.warning("roc_auc not computed: %s", exc)
-        elif m is Metric.r2:
-            value = float(skm.r2_score(y_test, pred))
-        elif m is Metric.mae:
-            value = float(skm.mean_absolute_error(y_test, pred))
-        else:
-            value = float(np.sqrt(skm.mean_squared_error(y_test, pred)))
+        value: float | None = None
+        score = scoring.scorer(m)
+        if score is not None:
+            value = score(y_test, pred)
+        elif hasattr(model, "predict_proba"):  # roc_auc: from the class probabilities
+            try:
+                proba = model.predict_proba(x_test)
+                classes = list(model.classes_)
+                if len(classes) == 2:
+                    value = float(skm.roc_auc_score(y_test, proba[:, 1]))
+                else:
+                    value = float(
+                        skm.roc_auc_score(y_test, proba, multi_class="ovr", labels=classes)
+                    )
+            except ValueError as exc:  # e.g. a class missing from the test split
+                log.warning("roc_auc not computed: %s", exc)
         if value is not None and math.isfinite(value):
             out[m.value] = round(value, 6)
     return out
@@ -302,10 +305,12 @@ def train(req: TrainRequest) -> TrainResult:
     x: Any = loaded.features
     y_col = loaded.target
     has_cat = loaded.has_categorical
+    groups = loaded.groups
     del loaded
     if req.sampling is not None and rows_read > req.sampling.max_rows:
         chosen = sample_rows(y_col, req, task)
         x, y_col = _take(x, chosen), y_col.iloc[chosen].reset_index(drop=True)
+        groups = _take_groups(groups, chosen)
     if task is Task.regression:
         y = y_col.to_numpy(dtype=np.float64)
     else:
@@ -317,6 +322,7 @@ def train(req: TrainRequest) -> TrainResult:
     del y_col
     if not keep.all():
         x, y = _take(x, np.flatnonzero(keep)), y[keep]
+        groups = _take_groups(groups, np.flatnonzero(keep))
     rows = len(y)
 
     num_idx = [i for i, f in enumerate(req.dataset.features) if f.type is FeatureType.numeric]
@@ -356,19 +362,25 @@ def train(req: TrainRequest) -> TrainResult:
         ) from exc
     x_train, y_train = _take(x, train_idx), y[train_idx]
     x_test, y_test = _take(x, test_idx), y[test_idx]
-    del x, y, stratify
+    test_groups = _take_groups(groups, test_idx)
+    del x, y, stratify, groups
     release_free_memory()
     try:
         model.fit(x_train, y_train)
     except (ValueError, TypeError) as exc:
         raise RuntimeFailureError(contract.REASON_TRAINING_FAILED, f"fit failed: {exc}") from exc
     del x_train, y_train
-    scores = evaluate(model, task, x_test, y_test, list(ev.metrics))
-    del x_test, y_test
+    pred = model.predict(x_test)
+    scores = evaluate(model, task, x_test, y_test, list(ev.metrics), pred)
     failed_gates = check_gates(scores, ev.min_scores)
+    classes = [str(c) for c in model.classes_] if task is Task.classification else None
+    report = fairness.evaluate(
+        task, y_test, pred, test_groups, list(ev.metrics), ev.fairness, classes
+    )
+    del x_test, y_test, pred, test_groups
+    fairness_failed = any(f.failed_gates for f in report)
 
     preds = model.predict(x_sample)
-    classes = [str(c) for c in model.classes_] if task is Task.classification else None
     prof["prediction"] = profile.prediction_entry(preds, classes, ev.random_state)
     prof.update(
         {
@@ -392,6 +404,13 @@ def train(req: TrainRequest) -> TrainResult:
         model_sha = artifacts.sha256_file(model_path)
         artifacts.write_json(tmp / contract.PROFILE_FILE, prof)
         artifacts.write_json(tmp / contract.METRICS_FILE, scores)
+        if report:
+            # Every group here; the result (a 4 KiB termination message) carries at
+            # most MAX_REPORTED_GROUPS per feature, fewer if it must (dump_result).
+            artifacts.write_json(
+                tmp / contract.FAIRNESS_FILE,
+                [f.model_dump(mode="json", by_alias=True, exclude_none=True) for f in report],
+            )
         result = TrainResult(
             ok=True,
             artifact_uri=_uri(out_dir),
@@ -401,8 +420,9 @@ def train(req: TrainRequest) -> TrainResult:
             rows=rows,
             task=task,
             metrics=scores,
-            gates_passed=not failed_gates,
+            gates_passed=not failed_gates and not fairness_failed,
             failed_gates=failed_gates,
+            fairness=contract.keep_groups(report, contract.MAX_REPORTED_GROUPS),
             library_versions=library_versions(),
         )
         manifest = {
@@ -532,6 +552,11 @@ def _take(features: Any, rows: Any) -> Any:
     if hasattr(features, "iloc"):
         return features.iloc[rows].reset_index(drop=True)
     return features[rows]
+
+
+def _take_groups(groups: dict[str, Any], rows: Any) -> dict[str, Any]:
+    """The given rows of each sensitive feature's group labels."""
+    return {name: labels[rows] for name, labels in groups.items()}
 
 
 def _column(features: Any, j: int) -> Any:

@@ -189,6 +189,7 @@ def test_dataset_converts_to_the_runtime_contract() -> None:
             {"name": "a", "type": "numeric"},
             {"name": "b", "type": "categorical", "allowedValues": ["x"]},
         ],
+        "sensitiveFeatures": [],
         "validation": {"minRows": 10, "maxNullRatio": 0.5},
     }
 

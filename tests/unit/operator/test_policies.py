@@ -283,3 +283,89 @@ def test_status_patch_is_empty_when_nothing_changed() -> None:
         "rows": None,
     }
     assert conditions.status_patch({}, {"gone": None}) == {}
+
+
+#: A failed fairness gate as the runtime words it.
+UNFAIR = "group: demographicParityDifference 0.54 > max 0.1 (A 0.7677, B 0.2277)"
+
+
+def _fair(version: int, gates: bool = True, **disparities: float) -> dict[str, Any]:
+    """A version whose spec.fairness reports ``disparities`` of the feature "group"."""
+    failed = [] if gates else [UNFAIR]
+    report = {"feature": "group", "disparities": disparities, "failedGates": failed}
+    mv = _mv(version, metrics={"accuracy": 0.9}, gates=gates)
+    mv["spec"]["fairness"] = [report]
+    return mv
+
+
+def test_a_failed_fairness_gate_is_its_own_rejection_naming_feature_metric_groups() -> None:
+    approval, reason, message = policies.approval(_fair(1, gates=False))
+    assert (approval, reason, message) == ("rejected", "FairnessGateFailed", UNFAIR)
+    # A user's approval still wins.
+    overridden = _fair(1, gates=False)
+    overridden["metadata"]["annotations"] = {APPROVAL_ANNOTATION: "approved"}
+    assert policies.approval(overridden)[1] == "SetByUser"
+    # Fairness measured and passed, a score gate failed: the score gates' reason.
+    assert policies.approval(_fair(1, gates=True) | {"spec": {"gatesPassed": False}})[1] == (
+        "GatesFailed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("policy", "candidate", "serving", "promote", "reason", "says"),
+    [
+        # Unset: disparities are not compared.
+        ({}, _fair(2, demographicParityDifference=0.9), _fair(1), True, "PolicyPassed", ""),
+        (
+            {"maxDisparityIncrease": 0.05},
+            _fair(2, demographicParityDifference=0.3),
+            _fair(1, demographicParityDifference=0.1),
+            False,
+            "PromotionPolicy",
+            "group demographicParityDifference=0.3 > 0.1 + 0.05",
+        ),
+        (
+            {"maxDisparityIncrease": 0.05},
+            _fair(2, demographicParityDifference=0.14, accuracyDifference=0.2),
+            _fair(1, demographicParityDifference=0.1, accuracyDifference=0.1),
+            False,
+            "PromotionPolicy",
+            "group accuracyDifference=0.2 > 0.1 + 0.05",
+        ),
+        (  # within the tolerance; a lower ratio is not a difference and not compared
+            {"maxDisparityIncrease": 0.05},
+            _fair(2, demographicParityDifference=0.14, demographicParityRatio=0.1),
+            _fair(1, demographicParityDifference=0.1, demographicParityRatio=0.9),
+            True,
+            "PolicyPassed",
+            "",
+        ),
+        (  # nothing to compare with
+            {"maxDisparityIncrease": 0.0},
+            _fair(2, demographicParityDifference=0.5),
+            _mv(1, metrics={"accuracy": 0.9}),
+            True,
+            "PolicyPassed",
+            "",
+        ),
+        (  # the serving version was measured, the candidate was not
+            {"maxDisparityIncrease": 0.1},
+            _mv(2, metrics={"accuracy": 0.9}),
+            _fair(1, demographicParityDifference=0.1),
+            False,
+            "PromotionPolicy",
+            "has no fairness report",
+        ),
+    ],
+)
+def test_promotion_refuses_a_candidate_more_disparate_than_the_serving_version(
+    policy: dict[str, Any],
+    candidate: dict[str, Any],
+    serving: dict[str, Any],
+    promote: bool,
+    reason: str,
+    says: str,
+) -> None:
+    decision = policies.promotion_decision(Promotion.model_validate(policy), candidate, serving)
+    assert (decision.promote, decision.reason) == (promote, reason), decision.message
+    assert says in decision.message

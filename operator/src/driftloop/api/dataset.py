@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import itertools
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -37,6 +38,44 @@ class FeatureSpec(ApiModel):
     def to_contract(self) -> contract.FeatureSpec:
         return contract.FeatureSpec(
             name=self.name, type=contract.FeatureType(self.type), allowed_values=self.allowed_values
+        )
+
+
+class SensitiveFeature(ApiModel):
+    """A column that identifies groups: the evaluation compares the model across them."""
+
+    name: ColumnName = Field(description="Column name in the data source.")
+    bins: list[float] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=19,
+        description=(
+            "For a numeric column: ascending cut points; n points make n + 1 groups "
+            "(<first, [a, b) between neighbours, >=last). Unset: each distinct value is a "
+            "group (a categorical column). A missing value is the group (missing)."
+        ),
+    )
+    use_as_input: bool = Field(
+        default=False,
+        description=(
+            "Whether the model also takes the column as an input: then it is listed in "
+            "spec.features too. false: it is not (admission refuses it there), is read "
+            "for the evaluation only and never reaches the model."
+        ),
+    )
+
+    __rules__ = (
+        Rule(
+            cel="!has(self.bins) || self.bins.all(b, self.bins.exists_one(c, c == b)) && "
+            "self.bins.isSorted()",
+            message="spec.sensitiveFeatures[].bins must be strictly increasing",
+            check=lambda f: f.bins is None or all(a < b for a, b in itertools.pairwise(f.bins)),
+        ),
+    )
+
+    def to_contract(self) -> contract.SensitiveFeature:
+        return contract.SensitiveFeature(
+            name=self.name, bins=self.bins, use_as_input=self.use_as_input
         )
 
 
@@ -100,6 +139,17 @@ class DatasetSpec(ApiModel):
             "task. A TrainingRun whose estimator is for the other task is refused."
         ),
     )
+    sensitive_features: list[SensitiveFeature] = Field(
+        default_factory=list,
+        max_length=4,
+        description=(
+            "Columns that identify groups (at most 4): training reports the held-out "
+            "metrics of each group and the disparities between groups, which "
+            "TrainingRun evaluation.fairness gates bound. Validated like the features: "
+            "a missing column fails the Dataset (MissingColumn)."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     validation: ValidationRules = Field(
         default_factory=ValidationRules, description="Data validation rules."
     )
@@ -137,6 +187,24 @@ class DatasetSpec(ApiModel):
             check=lambda s: all(f.name != s.target for f in s.features),
         ),
         Rule(
+            cel="!has(self.sensitiveFeatures) || "
+            "self.sensitiveFeatures.all(s, s.name != self.target)",
+            message="spec.target must not also be listed in spec.sensitiveFeatures",
+            check=lambda s: all(f.name != s.target for f in s.sensitive_features),
+        ),
+        Rule(
+            # Explicit either way: a column is never used as an input by surprise, nor
+            # silently dropped from the inputs.
+            cel="!has(self.sensitiveFeatures) || self.sensitiveFeatures.all(s, "
+            "(has(s.useAsInput) && s.useAsInput) == self.features.exists(f, f.name == s.name))",
+            message="spec.sensitiveFeatures[].useAsInput must be true exactly when the "
+            "column is also listed in spec.features",
+            check=lambda s: all(
+                f.use_as_input == any(x.name == f.name for x in s.features)
+                for f in s.sensitive_features
+            ),
+        ),
+        Rule(
             cel="self.features.all(f, !has(f.allowedValues) || f.type == 'categorical')",
             message="spec.features[].allowedValues is only valid for categorical features",
             check=lambda s: all(
@@ -153,6 +221,7 @@ class DatasetSpec(ApiModel):
             format=self.format,
             features=[f.to_contract() for f in self.features],
             target=self.target,
+            sensitive_features=[f.to_contract() for f in self.sensitive_features],
             task=contract.Task(self.task) if self.task else None,
             validation=self.validation.to_contract(),
         )

@@ -426,6 +426,19 @@ class Promotion(ApiModel):
         le=1e6,
         description="Promote when new >= serving - tolerance (<= + for error metrics).",
     )
+    max_disparity_increase: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1e6,
+        description=(
+            "Refuse a candidate whose disparity between groups exceeds the serving "
+            "version's by more than this: every difference-type disparity "
+            "(demographicParityDifference, equalizedOddsDifference, <metric>Difference) "
+            "of every sensitive feature both versions report (their spec.fairness). A "
+            "candidate without a fairness report is refused when the serving version has "
+            "one. Unset: disparities are not compared."
+        ),
+    )
     rollout_deadline: Duration = Field(
         default="5m",
         description="Roll back when the new version's rollout has not completed by then.",

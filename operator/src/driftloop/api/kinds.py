@@ -101,6 +101,12 @@ MODEL_VERSION = KindInfo(
         PrinterColumn("Model", ".spec.model"),
         PrinterColumn("Version", ".spec.version", "integer"),
         PrinterColumn("Approval", ".status.approval"),
+        PrinterColumn(
+            "Approval Reason",
+            ".status.approvalReason",
+            priority=1,
+            description="GatesPassed, FairnessGateFailed, GatesFailed, SetByUser, ...",
+        ),
         PrinterColumn("Run", ".spec.lineage.trainingRun", priority=1),
         *_ready_columns(),
     ),

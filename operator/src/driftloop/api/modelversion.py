@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -74,6 +74,57 @@ class Lineage(ApiModel):
     )
 
 
+class GroupMetrics(ApiModel):
+    """The held-out metrics of one group of a sensitive feature."""
+
+    group: str = Field(
+        max_length=contract.MAX_GROUP_LABEL, description="The value, or bin, of the group."
+    )
+    size: int = Field(ge=0, description="Held-out rows in the group.")
+    gated: bool = Field(description="Whether it counts in the disparities (minGroupSize).")
+    metrics: dict[str, float] = Field(
+        default_factory=dict,
+        json_schema_extra={"maxProperties": 8},
+        description="The evaluation metrics on the group's rows; selectionRate (classifiers).",
+    )
+
+
+class FeatureFairness(ApiModel):
+    """The per-group evaluation of one sensitive feature."""
+
+    feature: str = Field(max_length=128, description="The sensitive feature (column).")
+    positive_class: str | None = Field(
+        default=None,
+        max_length=256,
+        description=(
+            "Binary classifiers: the class whose selection rate is compared. Unset for "
+            "multiclass (disparities are the worst class's, one-vs-rest) and regression."
+        ),
+    )
+    groups: list[GroupMetrics] = Field(
+        default_factory=list,
+        max_length=contract.MAX_REPORTED_GROUPS,
+        description=(
+            "The largest groups first (at most 8; the artifact's fairness.json lists all)."
+        ),
+    )
+    other_groups: int = Field(default=0, ge=0, description="Groups not listed in groups.")
+    other_rows: int = Field(default=0, ge=0, description="Held-out rows of those groups.")
+    disparities: dict[str, float] = Field(
+        default_factory=dict,
+        json_schema_extra={"maxProperties": 16},
+        description=(
+            "Over the gated groups: demographicParityDifference, demographicParityRatio, "
+            "equalizedOddsDifference (classifiers) and <metric>Difference (max - min)."
+        ),
+    )
+    failed_gates: list[Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="The fairness gates it failed: disparity, value, bound and groups.",
+    )
+
+
 class ModelVersionSpec(ApiModel):
     """A trained model. Immutable once created."""
 
@@ -87,7 +138,16 @@ class ModelVersionSpec(ApiModel):
         description="Evaluation metrics on held-out data.",
     )
     gates_passed: bool = Field(
-        default=True, description="Whether the TrainingRun's evaluation gates passed."
+        default=True,
+        description="Whether the TrainingRun's evaluation gates (scores and fairness) passed.",
+    )
+    fairness: list[FeatureFairness] = Field(
+        default_factory=list,
+        max_length=4,
+        description=(
+            "Per sensitive feature of the Dataset: held-out metrics per group, the "
+            "disparities between groups and the fairness gates that failed."
+        ),
     )
     lineage: Lineage = Field(default_factory=Lineage)
 
@@ -122,14 +182,18 @@ class ModelVersionStatus(StatusBase):
         default=None,
         description=(
             "candidate, approved, rejected or archived: the driftloop.dev/approval "
-            "annotation when set; else rejected when the evaluation gates failed or a "
+            "annotation when set; else rejected when the evaluation gates (scores or "
+            "fairness) failed or a "
             "Deployment of the model refused it; else approved."
         ),
     )
     approval_reason: str | None = Field(
         default=None,
         max_length=1024,
-        description="SetByUser, GatesFailed, PromotionPolicy, RolloutFailed or GatesPassed.",
+        description=(
+            "SetByUser, FairnessGateFailed, GatesFailed, PromotionPolicy, RolloutFailed "
+            "or GatesPassed."
+        ),
     )
     artifact_verified: bool | None = Field(
         default=None,

@@ -60,6 +60,82 @@ class Estimator(ApiModel):
     )
 
 
+#: Metrics whose per-group spread a fairness gate can bound: those computed from
+#: predicted labels or values (roc_auc needs scores, and is overall only).
+_SPREAD_METRICS = [m.value for m in contract.Metric if m is not contract.Metric.roc_auc]
+
+
+def _spread_metrics(task: contract.Task) -> list[str]:
+    return [m.value for m in contract.METRICS_BY_TASK[task] if m.value in _SPREAD_METRICS]
+
+
+_CEL_SPREAD = (
+    f"(self.estimator.type in {_cel_list(_CLASSIFIERS)} ? "
+    f"{_cel_list(_spread_metrics(contract.Task.classification))} : "
+    f"{_cel_list(_spread_metrics(contract.Task.regression))})"
+)
+#: The gates on classifiers' predictions only (selection rates, error rates).
+_CLASSIFICATION_GATES = (
+    "maxDemographicParityDifference",
+    "minDemographicParityRatio",
+    "maxEqualizedOddsDifference",
+)
+
+
+class FairnessGates(ApiModel):
+    """Bounds on the disparities between the groups of every sensitive feature."""
+
+    max_demographic_parity_difference: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Classifiers: largest difference of selection rates (share of rows predicted "
+            "positive) between two groups (fairlearn demographic_parity_difference)."
+        ),
+    )
+    min_demographic_parity_ratio: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Classifiers: smallest ratio of the lowest to the highest group selection rate "
+            "(fairlearn demographic_parity_ratio)."
+        ),
+    )
+    max_equalized_odds_difference: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Classifiers: largest difference between groups of the true-positive rate or "
+            "of the false-positive rate, whichever is larger (fairlearn "
+            "equalized_odds_difference)."
+        ),
+    )
+    max_metric_difference: dict[str, float] = Field(
+        default_factory=dict,
+        max_length=len(_SPREAD_METRICS),
+        json_schema_extra={"maxProperties": len(_SPREAD_METRICS)},
+        description=(
+            "Metric name -> largest spread (max - min across groups) allowed, e.g. "
+            "accuracy or mae (fairlearn MetricFrame.difference)."
+        ),
+    )
+    min_group_size: int = Field(
+        default=30,
+        ge=1,
+        le=1_000_000,
+        description=(
+            "Groups with fewer held-out rows are reported but not gated (their rates "
+            "are too noisy to judge). A gate needs two groups of this size, else it fails."
+        ),
+    )
+
+    def to_contract(self) -> contract.FairnessGates:
+        return contract.FairnessGates.model_validate(self.model_dump(by_alias=True))
+
+
 class Evaluation(ApiModel):
     """How the trained model is scored, and the gates it must pass."""
 
@@ -83,6 +159,16 @@ class Evaluation(ApiModel):
         ),
     )
 
+    fairness: FairnessGates | None = Field(
+        default=None,
+        description=(
+            "Gates on the disparities between the groups of the Dataset's "
+            "sensitiveFeatures (each feature gated alone). A model that misses one is "
+            "registered, but rejected (FairnessGateFailed). The Dataset must declare "
+            "sensitiveFeatures, else the run fails (NoSensitiveFeatures)."
+        ),
+    )
+
     __rules__: tuple[Rule, ...] = (
         Rule(
             cel=f"!has(self.minScores) || self.minScores.all(k, k in {_CEL_METRICS})",
@@ -98,6 +184,7 @@ class Evaluation(ApiModel):
             random_state=self.random_state,
             metrics=[contract.Metric(m) for m in self.metrics],
             min_scores=dict(self.min_scores),
+            fairness=self.fairness.to_contract() if self.fairness else None,
         )
 
 
@@ -202,6 +289,35 @@ class TrainingRunTemplate(ApiModel):
             check=lambda t: (
                 not t.evaluation.metrics
                 or set(t.evaluation.min_scores) <= set(t.evaluation.metrics)
+            ),
+        ),
+        Rule(
+            cel="!has(self.evaluation) || !has(self.evaluation.fairness) || "
+            "!has(self.evaluation.fairness.maxMetricDifference) || "
+            f"self.evaluation.fairness.maxMetricDifference.all(k, k in {_CEL_SPREAD})",
+            message="evaluation.fairness.maxMetricDifference keys must be metrics of the "
+            "estimator's task: accuracy, f1 (classifiers) or r2, mae, rmse (regressors)",
+            check=lambda t: (
+                t.evaluation.fairness is None
+                or set(t.evaluation.fairness.max_metric_difference)
+                <= _task_metrics(t) & set(_SPREAD_METRICS)
+            ),
+        ),
+        Rule(
+            cel="!has(self.evaluation) || !has(self.evaluation.fairness) || "
+            f"self.estimator.type in {_cel_list(_CLASSIFIERS)} || "
+            + " && ".join(f"!has(self.evaluation.fairness.{g})" for g in _CLASSIFICATION_GATES),
+            message="evaluation.fairness: maxDemographicParityDifference, "
+            "minDemographicParityRatio and maxEqualizedOddsDifference apply to classifiers "
+            "only; bound a regressor's groups with maxMetricDifference",
+            check=lambda t: (
+                t.evaluation.fairness is None
+                or str(t.estimator.type) in _CLASSIFIERS
+                or (
+                    t.evaluation.fairness.max_demographic_parity_difference is None
+                    and t.evaluation.fairness.min_demographic_parity_ratio is None
+                    and t.evaluation.fairness.max_equalized_odds_difference is None
+                )
             ),
         ),
     )

@@ -33,6 +33,7 @@ def model_version(
             "artifact": {"uri": result.artifact_uri, "sha256": result.sha256, "format": "skops"},
             "metrics": result.metrics,
             "gatesPassed": bool(result.gates_passed) if result.gates_passed is not None else True,
+            "fairness": [f.model_dump(by_alias=True, exclude_none=True) for f in result.fairness],
             "lineage": {
                 "dataset": spec.dataset_ref.name,
                 "datasetDigest": result.dataset_digest,

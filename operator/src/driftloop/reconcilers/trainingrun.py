@@ -64,6 +64,9 @@ def reconcile_training_run(ctx: Context, body: Obj) -> Outcome:
         mismatch = policies.task_mismatch(spec, dataset_spec)
         if mismatch is not None:
             return _failed(status, policies.TASK_MISMATCH, mismatch, events)
+        no_groups = policies.fairness_mismatch(spec, dataset_spec)
+        if no_groups is not None:
+            return _failed(status, policies.NO_SENSITIVE_FEATURES, no_groups, events)
         snapshot = _snapshot(ctx, dataset, pinned)
         job, created = ctx.kube.create(
             builders.training_job(owner, spec, dataset_spec, ctx.config, snapshot)
@@ -130,7 +133,7 @@ def reconcile_training_run(ctx: Context, body: Obj) -> Outcome:
     gates = (
         "passed"
         if result.gates_passed in (None, True)
-        else ("failed: " + ", ".join(result.failed_gates))
+        else ("failed: " + ", ".join(policies.failed_gates(result)))
     )
     status.ready(True, "Succeeded", f"registered {mv_name}; evaluation gates {gates}")
     events.append(Event("Normal", "Trained", f"registered {mv_name} ({_metrics_text(result)})"))

@@ -163,3 +163,61 @@ def infer_request(rows: list[list[float]]) -> dict[str, object]:
             }
         ]
     }
+
+
+#: The controlled-disparity data set (groups_csv): inputs, sensitive column, label.
+GROUPS_FEATURES = ["score", "tenure"]
+GROUPS_SENSITIVE = "group"
+GROUPS_AGE = "age"
+GROUPS_TARGET = "approved"
+
+
+def groups_csv(gap: float, rows: int = 1000, seed: int = 0) -> str:
+    """A binary task whose label follows ``score``, with a known disparity between the
+    groups A and B of the column ``group`` (not a model input).
+
+    Group A's scores are ``gap`` higher than group B's, so a model that learns the
+    label from the score selects A more often: with gap 0 the groups differ by
+    sampling noise only (fair), with gap 2 A's selection rate is about 0.6 higher
+    than B's (biased).  ``age`` (numeric, independent of everything) is there to be
+    binned.  The label's noise keeps every group's rates away from 0 and 1.
+    """
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    group = np.where(rng.random(rows) < 0.5, "A", "B")
+    score = rng.normal(0.0, 1.0, rows) + np.where(group == "A", gap / 2, -gap / 2)
+    tenure = rng.normal(5.0, 2.0, rows)
+    label = score + rng.normal(0.0, 0.3, rows) > 0.0
+    frame = pd.DataFrame(
+        {
+            "score": score.round(4),
+            "tenure": tenure.round(3),
+            GROUPS_SENSITIVE: group,
+            GROUPS_AGE: rng.integers(18, 80, rows),
+            GROUPS_TARGET: np.where(label, "yes", "no"),
+        }
+    )
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+def groups_dataset_manifest(name: str, source: str) -> dict[str, Any]:
+    """A Dataset of groups_csv data: ``group`` and binned ``age`` are sensitive, not inputs."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Dataset",
+        "metadata": {"name": name},
+        "spec": {
+            "source": source,
+            "features": [{"name": f} for f in GROUPS_FEATURES],
+            "target": GROUPS_TARGET,
+            "task": "classification",
+            "sensitiveFeatures": [
+                {"name": GROUPS_SENSITIVE},
+                {"name": GROUPS_AGE, "bins": [30, 50]},
+            ],
+            "validation": {"minRows": 100},
+        },
+    }

@@ -125,6 +125,19 @@ def _monitoring(monitoring: dict[str, Any], **trigger: Any) -> dict[str, Any]:
     )
 
 
+#: The CEL messages of the fairness rules (driftloop.api.dataset, .trainingrun).
+USE_AS_INPUT = (
+    "spec.sensitiveFeatures[].useAsInput must be true exactly when the column is also "
+    "listed in spec.features"
+)
+SENSITIVE_TARGET = "spec.target must not also be listed in spec.sensitiveFeatures"
+BINS_INCREASING = "spec.sensitiveFeatures[].bins must be strictly increasing"
+CLASSIFIER_FAIRNESS = (
+    "evaluation.fairness: maxDemographicParityDifference, minDemographicParityRatio and "
+    "maxEqualizedOddsDifference apply to classifiers only"
+)
+SPREAD_OF_TASK = "evaluation.fairness.maxMetricDifference keys must be metrics of the"
+
 #: What the API server says when a pattern does not match.
 PATTERN = "should match"
 
@@ -405,5 +418,63 @@ ADMISSION_REFUSALS = [
         _run(sampling={"maxRows": 100000, "stratified": False}),
         ("spec.sampling.maxRows", "should be greater than or equal to 2"),
         "sampling.maxRows",
+    ),
+    AdmissionRefusal(
+        "a sensitive feature listed as an input without useAsInput",
+        _dataset(sensitiveFeatures=[{"name": "sepal_length"}]),
+        _dataset(sensitiveFeatures=[{"name": "sepal_length", "useAsInput": True}]),
+        (USE_AS_INPUT,),
+        USE_AS_INPUT,
+    ),
+    AdmissionRefusal(
+        "a sensitive feature with useAsInput that is not an input",
+        _dataset(sensitiveFeatures=[{"name": "sex", "useAsInput": True}]),
+        _dataset(sensitiveFeatures=[{"name": "sex"}]),
+        (USE_AS_INPUT,),
+        USE_AS_INPUT,
+    ),
+    AdmissionRefusal(
+        "the target as a sensitive feature",
+        _dataset(sensitiveFeatures=[{"name": "species"}]),
+        _dataset(sensitiveFeatures=[{"name": "region"}]),
+        (SENSITIVE_TARGET,),
+        SENSITIVE_TARGET,
+    ),
+    AdmissionRefusal(
+        "sensitive bins that do not increase",
+        _dataset(sensitiveFeatures=[{"name": "age", "bins": [50, 30]}]),
+        _dataset(sensitiveFeatures=[{"name": "age", "bins": [30, 50]}]),
+        (BINS_INCREASING,),
+        BINS_INCREASING,
+    ),
+    AdmissionRefusal(
+        "a classification fairness gate for a regressor",
+        _run(
+            estimator={"type": "Ridge"},
+            evaluation={"fairness": {"maxDemographicParityDifference": 0.1}},
+        ),
+        _run(
+            estimator={"type": "Ridge"},
+            evaluation={"fairness": {"maxMetricDifference": {"mae": 5}}},
+        ),
+        (CLASSIFIER_FAIRNESS,),
+        CLASSIFIER_FAIRNESS,
+    ),
+    AdmissionRefusal(
+        "a fairness spread of a metric of the other task",
+        _run(evaluation={"fairness": {"maxMetricDifference": {"mae": 0.1}}}),
+        _run(evaluation={"fairness": {"maxMetricDifference": {"accuracy": 0.1}}}),
+        (SPREAD_OF_TASK,),
+        SPREAD_OF_TASK,
+    ),
+    AdmissionRefusal(
+        "a demographic parity difference above 1",
+        _run(evaluation={"fairness": {"maxDemographicParityDifference": 1.5}}),
+        _run(evaluation={"fairness": {"maxDemographicParityDifference": 0.1, "minGroupSize": 50}}),
+        (
+            "spec.evaluation.fairness.maxDemographicParityDifference",
+            "should be less than or equal to 1",
+        ),
+        "evaluation.fairness.maxDemographicParityDifference",
     ),
 ]

@@ -1025,3 +1025,80 @@ def test_a_jobs_end_is_its_completion_or_its_terminal_condition(
     job_status: dict[str, Any], end: str | None
 ) -> None:
     assert _job_end({"status": job_status}) == end
+
+
+#: A fairness report as the runtime writes it: group B is selected far less than A.
+UNFAIR_LINE = "sex: demographicParityDifference 0.54 > max 0.1 (A 0.7677, B 0.2277)"
+UNFAIR = [
+    {
+        "feature": "sex",
+        "positiveClass": "yes",
+        "groups": [
+            {"group": "A", "size": 99, "gated": True, "metrics": {"selectionRate": 0.7677}},
+            {"group": "B", "size": 101, "gated": True, "metrics": {"selectionRate": 0.2277}},
+        ],
+        "otherGroups": 0,
+        "otherRows": 0,
+        "disparities": {"demographicParityDifference": 0.54},
+        "failedGates": [UNFAIR_LINE],
+    }
+]
+FAIR_RUN = {
+    **RUN,
+    "spec": {**RUN["spec"], "evaluation": {"fairness": {"maxDemographicParityDifference": 0.1}}},
+}
+
+
+def test_a_failed_fairness_gate_registers_a_version_rejected_for_it() -> None:
+    from driftloop.reconcilers import reconcile_model_version
+
+    result = trained(gatesPassed=False, fairness=UNFAIR)
+    kube = seeded(claimed(1, FAIR_RUN), *finished(COMPLETE, result, FAIR_RUN))
+    reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
+    status = status_of(kube, TRAINING_RUN, "iris-rf")
+    assert status["conditions"][0]["message"] == (
+        f"registered iris-v1; evaluation gates failed: {UNFAIR_LINE}"
+    )
+    mv = kube.get(MODEL_VERSION, "ml", "iris-v1")
+    assert mv is not None
+    assert mv["spec"]["gatesPassed"] is False
+    assert mv["spec"]["fairness"] == UNFAIR  # the per-group metrics, with the version
+
+    reconcile(reconcile_model_version, kube, MODEL_VERSION, "iris-v1")
+    mv_status = status_of(kube, MODEL_VERSION, "iris-v1")
+    assert (mv_status["approval"], mv_status["approvalReason"]) == (
+        "rejected",
+        "FairnessGateFailed",
+    )
+    approved = next(c for c in mv_status["conditions"] if c["type"] == "Approved")
+    assert (approved["status"], approved["reason"], approved["message"]) == (
+        "False",
+        "FairnessGateFailed",
+        UNFAIR_LINE,
+    )
+
+
+@pytest.mark.parametrize(
+    ("sensitive", "refused"),
+    [([], True), ([{"name": "sex"}], False)],
+)
+def test_fairness_gates_on_a_dataset_without_sensitive_features_fail_before_any_job(
+    sensitive: list[Obj], refused: bool
+) -> None:
+    kube = seeded(FAIR_RUN, dataset(validated=True, sensitiveFeatures=sensitive))
+    outcome = reconcile(reconcile_training_run, kube, TRAINING_RUN, "iris-rf")
+    status = status_of(kube, TRAINING_RUN, "iris-rf")
+    if not refused:
+        assert writes(kube) == ["create Job/iris-rf-train", "patch_status TrainingRun/iris-rf"]
+        return
+    message = (
+        "evaluation.fairness gates need groups, and Dataset 'iris' declares no "
+        "spec.sensitiveFeatures"
+    )
+    assert writes(kube) == ["patch_status TrainingRun/iris-rf"]
+    assert (status["phase"], status["failureReason"], status["failureMessage"]) == (
+        "Failed",
+        "NoSensitiveFeatures",
+        message,
+    )
+    assert events(outcome) == [("Warning", "NoSensitiveFeatures", message)]
