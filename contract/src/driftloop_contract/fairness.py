@@ -100,3 +100,14 @@ def keep_groups(report: list[FeatureFairness], limit: int) -> list[FeatureFairne
             )
         )
     return bounded
+
+
+#: Groups of one sensitive feature the server counts on their own (the largest of the
+#: training report); any other value is OTHER_GROUP, so series stay bounded.
+MAX_MONITORED_GROUPS: Final = 16
+#: Label of served values that are not a monitored group.  In parentheses, like
+#: MISSING_GROUP, so that it cannot be mistaken for a real value "other".
+OTHER_GROUP: Final = "(other)"
+#: Request parameter carrying the sensitive attributes of an inference request:
+#: {"<feature>": value, or a list of one value per row}.
+PARAMETER_GROUPS: Final = "driftloop.dev/groups"

@@ -70,3 +70,17 @@ METRIC_SHADOW_COMPARED_ROWS: Final = "driftloop_shadow_compared_rows_total"
 #: Counter, same labels: compared rows whose predictions agree.  The agreement of a
 #: shadow is sum(increase(agreed)) / sum(increase(compared)) over the serving pods.
 METRIC_SHADOW_AGREED_ROWS: Final = "driftloop_shadow_agreed_rows_total"
+
+# Per-group monitoring (fairness): the groups of each sensitive feature, as training
+# reported them (at most MAX_MONITORED_GROUPS per feature, the largest), plus
+# OTHER_GROUP and MISSING_GROUP; labels deployment, model, version, feature, group.
+#: Counter: predicted rows per group (+ class for classifiers).
+METRIC_GROUP_PREDICTIONS: Final = "driftloop_group_predictions_total"
+#: Counter (regressors): sum of the predicted values per group (mean = sum / count).
+METRIC_GROUP_PREDICTION_SUM: Final = "driftloop_group_prediction_sum_total"
+#: Counter: rows with ground truth per group (counted by the pod that predicted them).
+METRIC_GROUP_LABELED_ROWS: Final = "driftloop_group_labeled_rows_total"
+#: Counter (classifiers): labelled rows per group whose prediction was right.
+METRIC_GROUP_CORRECT_ROWS: Final = "driftloop_group_correct_rows_total"
+#: Counter (regressors): sum of |prediction - ground truth| per group.
+METRIC_GROUP_ABS_ERROR: Final = "driftloop_group_absolute_error_total"
