@@ -434,6 +434,12 @@ def train(req: TrainRequest) -> TrainResult:
                 f.model_dump(by_alias=True, exclude_none=True) for f in req.dataset.features
             ],
             "target": req.dataset.target,
+            # The server reads them (and fairness.json's groups) to count live
+            # predictions per group, binned as here.
+            "sensitiveFeatures": [
+                f.model_dump(by_alias=True, exclude_none=True)
+                for f in req.dataset.sensitive_features
+            ],
             "classes": classes,
             "hasCategorical": has_cat,
             "datasetDigest": digest,
