@@ -12,6 +12,7 @@ Layout (float64 / int64 arrays over one mmap file in the scratch dir):
     window  float64[W, C] C = features + 1 (the prediction); categorical values
                           are stored as category codes (unseen = n categories)
     pred    int64[P] ids, float64[P] values   predictions by request id (feedback)
+    groups  int64[P]      each prediction's packed groups (driftloop_runtime.groups)
     fb      float64[Q, 2] (prediction, label) pairs with ground truth
     bins    int64[B]      cumulative live rows per exported reference bin (pooled
                           drift across replicas: exported as counters, summed in PromQL)
@@ -73,6 +74,7 @@ class SharedState:
             self.window * columns * 8,
             pred_capacity * 8,
             pred_capacity * 8,
+            pred_capacity * 8,
             feedback_capacity * 2 * 8,
             bins * 8,
         ]
@@ -97,6 +99,7 @@ class SharedState:
         )
         self.pred_ids: npt.NDArray[np.int64] = view(np.int64, pred_capacity)
         self.pred_vals: npt.NDArray[np.float64] = view(np.float64, pred_capacity)
+        self.pred_groups: npt.NDArray[np.int64] = view(np.int64, pred_capacity)
         self.fb: npt.NDArray[np.float64] = view(np.float64, feedback_capacity * 2).reshape(
             feedback_capacity, 2
         )
@@ -141,10 +144,12 @@ class SharedState:
         rows: npt.NDArray[np.float64],
         ids: npt.NDArray[np.int64] | None,
         bin_counts: npt.NDArray[np.int64] | None = None,
+        groups: npt.NDArray[np.int64] | None = None,
     ) -> bool:
         """Append ``rows`` (n, C) to the window; with ``ids``, remember the predictions
-        (last column) by request id hash for feedback; add ``bin_counts`` (the rows per
-        exported bin) to the cumulative counts.  False if the lock was busy."""
+        (last column) and their packed ``groups`` by request id hash for feedback; add
+        ``bin_counts`` (the rows per exported bin) to the cumulative counts.  False if
+        the lock was busy."""
         if not self.lock.acquire(timeout=LOCK_TIMEOUT_S):
             return False
         try:
@@ -160,6 +165,9 @@ class SharedState:
                 ptotal = int(h[H_PRED])
                 self._ring_write(self.pred_ids, ptotal, ids)
                 self._ring_write(self.pred_vals, ptotal, rows[:, -1])
+                self._ring_write(
+                    self.pred_groups, ptotal, np.full(n, -1) if groups is None else groups
+                )
                 h[H_PRED] = ptotal + n
         finally:
             self.lock.release()
@@ -170,6 +178,13 @@ class SharedState:
 
         ``consume`` forgets them, so the same ground truth is not counted twice.
         """
+        found = self.lookup_rows(request_id, consume)
+        return None if found is None else found[0]
+
+    def lookup_rows(
+        self, request_id: str, consume: bool = True
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]] | None:
+        """Predictions and packed groups recorded for ``request_id``, or None."""
         hid = id_hash(request_id)
         with self.lock:
             ptotal = int(self.header[H_PRED])
@@ -183,9 +198,10 @@ class SharedState:
             if hits.size == 0:
                 return None
             vals = np.array(self.pred_vals[hits])
+            groups = np.array(self.pred_groups[hits])
             if consume:
                 self.pred_ids[hits] = 0
-            return vals
+            return vals, groups
 
     def add_feedback(self, pairs: npt.NDArray[np.float64]) -> None:
         with self.lock:
@@ -243,15 +259,18 @@ class RowBuffer:
         self.max_items = max_items
         self.max_rows = max_rows
         self.max_pending_rows = max_pending_rows
-        self.items: list[tuple[Any, Any, int, int]] = []
+        self.items: list[tuple[Any, Any, int, int, Any]] = []
         self.rows = 0
-        # Encoded batches the lock refused: (block, ids, bin counts), oldest first.
-        self.pending: list[tuple[Any, Any, Any]] = []
+        # Encoded batches the lock refused: (block, ids, bin counts, groups), oldest first.
+        self.pending: list[tuple[Any, Any, Any, Any]] = []
         self.dropped = 0
 
-    def add(self, x: Any, pred_codes: Any, hid: int, rows: int) -> None:
-        """Stage ``rows`` rows of raw features ``x`` with their prediction codes."""
-        self.items.append((x, pred_codes, hid, rows))
+    def add(self, x: Any, pred_codes: Any, hid: int, rows: int, groups: Any = None) -> None:
+        """Stage ``rows`` rows of raw features ``x`` with their prediction codes (and
+        packed groups, None: not monitored)."""
+        if groups is None:
+            groups = np.full(rows, -1, dtype=np.int64)
+        self.items.append((x, pred_codes, hid, rows, groups))
         self.rows += rows
         if len(self.items) >= self.max_items or self.rows >= self.max_rows:
             self.flush()
@@ -263,33 +282,36 @@ class RowBuffer:
             return
         batches = self.pending
         if len(batches) == 1:
-            block, ids, counts = batches[0]
+            block, ids, counts, groups = batches[0]
         else:
             block = np.concatenate([b[0] for b in batches])
             ids = np.concatenate([b[1] for b in batches])
             counts = None if batches[0][2] is None else sum(b[2] for b in batches)
-        if self.shared.record_batch(block, ids, counts):
+            groups = np.concatenate([b[3] for b in batches])
+        if self.shared.record_batch(block, ids, counts, groups):
             self.pending = []
             return
-        self.pending = [(block, ids, counts)]
+        self.pending = [(block, ids, counts, groups)]
         excess = block.shape[0] - self.max_pending_rows
         if excess > 0:  # sustained contention: keep the newest rows, count the rest
             kept_counts = self.binner(block[excess:]) if self.binner is not None else None
-            self.pending = [(block[excess:], ids[excess:], kept_counts)]
+            self.pending = [(block[excess:], ids[excess:], kept_counts, groups[excess:])]
             self.dropped += excess
 
-    def _encode_staged(self) -> tuple[Any, Any, Any]:
-        """The staged requests as one encoded block with their id hashes and bin counts."""
+    def _encode_staged(self) -> tuple[Any, Any, Any, Any]:
+        """The staged requests as one encoded block with their id hashes, bin counts
+        and packed groups."""
         items = self.items
         self.items = []
         n = self.rows
         self.rows = 0
         if len(items) == 1:
-            x, codes, hid, _ = items[0]
+            x, codes, hid, _, groups = items[0]
             ids = np.full(n, hid, dtype=np.int64)
         else:
             x = np.concatenate([it[0] for it in items])
             codes = np.concatenate([it[1] for it in items])
+            groups = np.concatenate([it[4] for it in items])
             ids = np.repeat(
                 np.fromiter((it[2] for it in items), dtype=np.int64, count=len(items)),
                 [it[3] for it in items],
@@ -298,4 +320,4 @@ class RowBuffer:
         block[:, :-1] = x if self.encode is None else self.encode(x)
         block[:, -1] = codes
         counts = self.binner(block) if self.binner is not None else None
-        return block, ids, counts
+        return block, ids, counts, groups
