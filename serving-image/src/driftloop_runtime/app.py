@@ -21,6 +21,7 @@ import orjson
 
 import driftloop_contract as contract
 from driftloop_runtime import __version__
+from driftloop_runtime.groups import GroupCounters
 from driftloop_runtime.model import InputError, LoadedModel, dumps
 from driftloop_runtime.peers import Gossip, http_post
 from driftloop_runtime.shadow import Mirror, MirrorCounters
@@ -136,6 +137,11 @@ class Metrics:
                 buckets=[*edges, float("inf")] if edges else Histogram.DEFAULT_BUCKETS,
                 registry=None,
             ).labels(*self.base_values)
+        self.groups = (
+            GroupCounters(m.groups, base, self.base_values, self.classes)
+            if m.groups is not None
+            else None
+        )
 
     def request(self, code: int, seconds: float | None) -> None:
         child = self._req_children.get(code)
@@ -600,8 +606,12 @@ class App:
                     }
                 )
         codes = m.pred_codes(pred)
-        m.record(x, codes, rows, rid)
+        # The attribute is read beside the inputs, never fed to the model (unless it is one).
+        groups = m.groups.resolve(req, x, rows) if m.groups is not None else None
+        m.record(x, codes, rows, rid, groups)
         self.metrics.predictions(codes, pred)
+        if groups is not None and self.metrics.groups is not None:
+            self.metrics.groups.predictions(groups, codes, pred)
         if self.mirror is not None:
             self.mirror.offer({**req, "id": rid}, pred)  # queued only: sent after we answer
         return {"model_name": self.name, "model_version": self.version, "id": rid, "outputs": out}
@@ -627,13 +637,13 @@ class App:
                 raise InputError("feedback needs drift tracking enabled", 409)
             codes = m.labels_to_codes(labels)
             m.flush()
-            preds = m.shared.lookup(rid, consume=False)
-            if preds is None:
+            found = m.shared.lookup_rows(rid, consume=False)
+            if found is None:
                 # another worker may still hold the rows in its buffer: wait one flush
                 await asyncio.sleep(RowBuffer.FLUSH_INTERVAL_S * 1.5)
                 m.flush()  # this worker's own batch, if the lock was busy before
-                preds = m.shared.lookup(rid, consume=False)
-            if preds is None:
+                found = m.shared.lookup_rows(rid, consume=False)
+            if found is None:
                 forwarded = await self._forward_feedback(scope, body)
                 if forwarded is not None:
                     status, answer = forwarded
@@ -645,6 +655,7 @@ class App:
                 raise InputError(
                     f"no recorded predictions for id {rid!r} (unknown or expired)", 404
                 )
+            preds, groups = found
             if preds.shape[0] != codes.shape[0]:
                 raise InputError(
                     f"id {rid!r} has {preds.shape[0]} predictions, got {codes.shape[0]} labels"
@@ -653,6 +664,8 @@ class App:
             pairs = np.column_stack([preds, codes])
             m.shared.add_feedback(pairs)
             self.metrics.ground_truth(pairs)
+            if self.metrics.groups is not None:
+                self.metrics.groups.ground_truth(groups, pairs)
         except InputError as exc:
             await self._error(send, exc.status, str(exc))
             return

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
+import orjson
 
+import driftloop_contract as contract
 from driftloop_runtime import __version__
 from driftloop_runtime.model import InputError
 from driftloop_runtime.oip import open_inference_pb2 as pb
@@ -119,6 +121,15 @@ def to_rest(request: Any) -> dict[str, Any]:
         body["id"] = request.id
     if request.outputs:
         body["outputs"] = [{"name": o.name} for o in request.outputs]
+    if contract.PARAMETER_GROUPS in request.parameters:
+        # gRPC parameters are scalars: the REST parameter's object comes as JSON text.
+        text = request.parameters[contract.PARAMETER_GROUPS].string_param
+        try:
+            body["parameters"] = {contract.PARAMETER_GROUPS: orjson.loads(text)}
+        except orjson.JSONDecodeError:
+            raise InputError(
+                f"parameter {contract.PARAMETER_GROUPS!r} must be a JSON object (string_param)"
+            ) from None
     return body
 
 

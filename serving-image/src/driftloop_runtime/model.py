@@ -118,6 +118,10 @@ class LoadedModel:
             [f.name for f in self.features],
         )
         self.reference_rows = int(self.profile.get("rows") or 0)
+        from driftloop_runtime.groups import GroupMonitor  # it raises this module's InputError
+
+        #: The sensitive features whose groups live traffic is counted by (None: none).
+        self.groups = GroupMonitor.load(d, self.manifest, {f.name: f.index for f in self.features})
         self.shared: SharedState | None = None
         self.buffer: RowBuffer | None = None
         self._ids = itertools.count()
@@ -360,11 +364,14 @@ class LoadedModel:
         out: npt.NDArray[np.float64] = np.searchsorted(self.classes, pred).astype(np.float64)
         return out
 
-    def record(self, x: Any, pred_codes: Any, rows: int, request_id: str) -> None:
-        """Stage the live rows (features + prediction code) for the drift window."""
+    def record(
+        self, x: Any, pred_codes: Any, rows: int, request_id: str, groups: Any = None
+    ) -> None:
+        """Stage the live rows (features + prediction code, and the rows' packed
+        groups for per-group feedback) for the drift window."""
         buf = self.buffer
         if buf is not None:
-            buf.add(x, pred_codes, id_hash(request_id), rows)
+            buf.add(x, pred_codes, id_hash(request_id), rows, groups)
 
     def encode_categorical(self, x: Any) -> npt.NDArray[np.float64]:
         """Raw object feature matrix -> float codes (categories -> index, unseen -> n)."""

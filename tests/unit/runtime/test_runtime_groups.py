@@ -1,0 +1,216 @@
+"""Per-group monitoring in serving: predictions and feedback counted per group.
+
+The model is trained on ``groups_csv``: ``group`` (A/B) is not a model input and comes
+as the request parameter; ``age`` is an input too and binned like training bins it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import requests
+
+import driftloop_contract as contract
+from driftloop_runtime.model import InputError
+from driftloop_testkit.data import (
+    GROUPS_AGE,
+    GROUPS_FEATURES,
+    GROUPS_SENSITIVE,
+    GROUPS_TARGET,
+    groups_csv,
+)
+from driftloop_testkit.runtime import Server, serve_env, start_server
+
+FEATURES = [*GROUPS_FEATURES, GROUPS_AGE]
+BINS = [30.0, 50.0]
+
+
+@pytest.fixture(scope="module")
+def groups_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from driftloop_runtime.train import train
+
+    tmp = tmp_path_factory.mktemp("groups")
+    (tmp / "groups.csv").write_text(groups_csv(2.0, rows=1000))
+    out = tmp / "loans" / "v1"
+    request = {
+        "modelName": "loans",
+        "dataset": {
+            "source": str(tmp / "groups.csv"),
+            "features": [{"name": f} for f in FEATURES],
+            "target": GROUPS_TARGET,
+            "sensitiveFeatures": [
+                {"name": GROUPS_SENSITIVE},
+                {"name": GROUPS_AGE, "bins": BINS, "useAsInput": True},
+            ],
+        },
+        "estimator": "LogisticRegression",
+        "outputDir": str(out),
+    }
+    assert train(contract.TrainRequest.model_validate(request)).ok
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(groups_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    scratch = tmp_path_factory.mktemp("scratch")
+    server = start_server(serve_env(groups_model, scratch), scratch / "server.log")
+    yield server
+    assert server.stop() == 0
+
+
+def _request(ages: list[float], groups: Any = None, rid: str | None = None) -> dict[str, Any]:
+    rows = [[0.5, 5.0, age] for age in ages]
+    body: dict[str, Any] = {
+        "inputs": [{"name": "x", "shape": [len(rows), 3], "datatype": "FP64", "data": rows}]
+    }
+    if groups is not None:
+        body["parameters"] = {contract.PARAMETER_GROUPS: {GROUPS_SENSITIVE: groups}}
+    if rid is not None:
+        body["id"] = rid
+    return body
+
+
+def _series(text: str, metric: str) -> dict[tuple[str, str], float]:
+    """(feature, group) -> value summed over the other labels (class)."""
+    out: Counter[tuple[str, str]] = Counter()
+    for m in re.finditer(rf"^{metric}\{{([^}}]*)\}} (\S+)$", text, re.M):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
+        out[labels["feature"], labels["group"]] += float(m.group(2))
+    return dict(out)
+
+
+def test_predictions_and_feedback_are_counted_per_group(server: Server, groups_model: Path) -> None:
+    http = requests.Session()
+    infer = server.url + "/v2/models/loans/infer"
+    feedback = server.url + "/v2/models/loans/feedback"
+    # A for every row; per row B and an unknown group; no attribute at all
+    a = http.post(infer, json=_request([20, 30, 60], "A", rid="a"))
+    b = http.post(infer, json=_request([40, 49.9], ["B", "Z"], rid="b"))
+    none = http.post(infer, json=_request([70]))
+    assert [r.status_code for r in (a, b, none)] == [200, 200, 200], a.text
+    # many unseen values fold into one series
+    for i in range(20):
+        assert http.post(infer, json=_request([25], f"G{i}")).status_code == 200
+    # a's labels are its predictions (right), b's the other class (wrong)
+    flipped = {"yes": "no", "no": "yes"}
+    right = a.json()["outputs"][0]["data"]
+    wrong = [flipped[p] for p in b.json()["outputs"][0]["data"]]
+    assert http.post(feedback, json={"id": "a", "labels": right}).status_code == 200
+    assert http.post(feedback, json={"id": "b", "labels": wrong}).status_code == 200
+    time.sleep(0.3)  # workers flush their row buffers every 0.1 s
+    text = http.get(server.url + "/metrics").text
+
+    predicted = _series(text, contract.METRIC_GROUP_PREDICTIONS)
+    assert {k: v for k, v in predicted.items() if v} == {
+        ("group", "A"): 3,
+        ("group", "B"): 1,
+        ("group", contract.OTHER_GROUP): 21,
+        ("group", contract.MISSING_GROUP): 1,
+        ("age", "<30"): 21,  # 20 and the 20 requests at 25
+        ("age", "[30, 50)"): 3,  # 30 (a lower edge is in its bin), 40, 49.9
+        ("age", ">=50"): 2,
+    }
+    # bounded: the groups are fixed at start, created at zero
+    assert {g for f, g in predicted if f == "group"} == {
+        "A",
+        "B",
+        contract.OTHER_GROUP,
+        contract.MISSING_GROUP,
+    }
+    assert {g for f, g in predicted if f == "age"} == {
+        "<30",
+        "[30, 50)",
+        ">=50",
+        contract.OTHER_GROUP,
+        contract.MISSING_GROUP,
+    }
+    labeled = _series(text, contract.METRIC_GROUP_LABELED_ROWS)
+    correct = _series(text, contract.METRIC_GROUP_CORRECT_ROWS)
+    assert (labeled["group", "A"], correct["group", "A"]) == (3, 3)
+    assert (labeled["group", "B"], correct["group", "B"]) == (1, 0)
+    assert (labeled["group", contract.OTHER_GROUP], correct["group", contract.OTHER_GROUP]) == (
+        1,
+        0,
+    )
+    assert labeled["group", contract.MISSING_GROUP] == 0
+    assert (labeled["age", "[30, 50)"], correct["age", "[30, 50)"]) == (3, 1)
+    # by class: the selection rate of a group is its "yes" share
+    assert re.search(
+        rf'^{contract.METRIC_GROUP_PREDICTIONS}\{{class="(yes|no)",deployment="loans-dep",'
+        r'feature="group",group="A",model="loans",version="1"\} [1-3]\.0$',
+        text,
+        re.M,
+    )
+
+
+def _app(groups_model: Path) -> Any:
+    from driftloop_runtime.app import App
+    from driftloop_runtime.model import LoadedModel
+
+    config = contract.ServerConfig(
+        model_name="loans", artifact_uri="file://" + str(groups_model), drift_enabled=False
+    )
+    return App(LoadedModel(config, groups_model))
+
+
+def test_the_attribute_never_reaches_the_model(groups_model: Path) -> None:
+    app = _app(groups_model)
+    seen: list[Any] = []
+    predict = app.m.model.predict
+    app.m.model = type("Spy", (), {"predict": lambda _, x: seen.append(x) or predict(x)})()
+    app.predict_request(_request([20, 60], ["A", "B"]))
+    assert len(seen) == 1
+    assert seen[0].shape == (2, len(FEATURES))
+    assert seen[0].tolist() == [[0.5, 5.0, 20.0], [0.5, 5.0, 60.0]]
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        (["A"], "has 1 values for 2 rows"),
+        ({"nationality": "X"}, "must be an object of the sensitive features"),
+    ],
+)
+def test_a_malformed_attribute_is_a_400(groups_model: Path, groups: Any, message: str) -> None:
+    app = _app(groups_model)
+    body = _request([20, 60], groups)
+    if isinstance(groups, dict):
+        body["parameters"][contract.PARAMETER_GROUPS] = groups
+    with pytest.raises(InputError, match=message) as caught:
+        app.predict_request(body)
+    assert caught.value.status == 400
+
+
+def test_binning_is_trainings(groups_model: Path) -> None:
+    from driftloop_runtime.fairness import group_labels
+    from driftloop_runtime.model import LoadedModel
+
+    config = contract.ServerConfig(
+        model_name="loans", artifact_uri="file://" + str(groups_model), drift_enabled=False
+    )
+    monitor = LoadedModel(config, groups_model).groups
+    assert monitor is not None
+    age = monitor.features[1]
+    values = [-1e9, 29.999, 30.0, 30.001, 49.999, 50.0, 1e9, float("nan")]
+    served = [age.labels[c] for c in age.codes(values)]
+    assert served == [str(g) for g in group_labels(np.asarray(values), age.spec)]
+
+
+def test_grpc_carries_the_attribute_as_json_text() -> None:
+    from driftloop_runtime.grpc_server import to_rest
+    from driftloop_runtime.oip import open_inference_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name="loans")
+    request.parameters[contract.PARAMETER_GROUPS].string_param = '{"group": ["A", "B"]}'
+    body = to_rest(request)
+    assert body["parameters"] == {contract.PARAMETER_GROUPS: {"group": ["A", "B"]}}
+    request.parameters[contract.PARAMETER_GROUPS].string_param = "A"
+    with pytest.raises(InputError, match="JSON object"):
+        to_rest(request)
