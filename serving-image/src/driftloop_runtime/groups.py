@@ -61,8 +61,15 @@ class GroupedFeature:
     def codes(self, values: Sequence[Any] | npt.NDArray[Any]) -> npt.NDArray[np.int64]:
         """The group code of each value; a value that is not a monitored group is
         OTHER, a missing one (None, NaN) MISSING.  Bins as training's group_labels."""
-        out = np.empty(len(values), dtype=np.int64)
         bins = self.spec.bins
+        if bins is not None and isinstance(values, np.ndarray) and values.dtype.kind == "f":
+            # a numeric input column: one vectorised pass (the loop below costs ~1 us a row)
+            found: npt.NDArray[np.int64] = np.asarray(self.bin_codes, dtype=np.int64)[
+                np.searchsorted(bins, np.nan_to_num(values), side="right")
+            ]
+            found[np.isnan(values)] = self.missing
+            return found
+        out = np.empty(len(values), dtype=np.int64)
         index = self.index
         for i, value in enumerate(values):
             if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -139,8 +146,9 @@ class GroupMonitor:
                             f"{feature.spec.name!r} has {len(value)} values for {rows} rows"
                         )
                     values = value
-                else:
-                    values = [value] * rows
+                else:  # one value for every row: its code once
+                    packed |= int(feature.codes([value])[0]) << (_BITS * j)
+                    continue
             packed |= feature.codes(values) << (_BITS * j)
         return packed
 

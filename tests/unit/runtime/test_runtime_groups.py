@@ -199,8 +199,10 @@ def test_binning_is_trainings(groups_model: Path) -> None:
     assert monitor is not None
     age = monitor.features[1]
     values = [-1e9, 29.999, 30.0, 30.001, 49.999, 50.0, 1e9, float("nan")]
-    served = [age.labels[c] for c in age.codes(values)]
-    assert served == [str(g) for g in group_labels(np.asarray(values), age.spec)]
+    trained = [str(g) for g in group_labels(np.asarray(values), age.spec)]
+    # request parameter values (a list) and a numeric input column (an array)
+    assert [age.labels[c] for c in age.codes(values)] == trained
+    assert [age.labels[c] for c in age.codes(np.asarray(values))] == trained
 
 
 def test_grpc_carries_the_attribute_as_json_text() -> None:
