@@ -216,3 +216,44 @@ def test_grpc_carries_the_attribute_as_json_text() -> None:
     request.parameters[contract.PARAMETER_GROUPS].string_param = "A"
     with pytest.raises(InputError, match="JSON object"):
         to_rest(request)
+
+
+def test_a_regressor_counts_prediction_sums_and_absolute_errors_per_group(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    from driftloop_runtime.train import train
+    from driftloop_testkit.runtime import diabetes_request
+
+    out = tmp_path / "diabetes" / "v1"
+    request = diabetes_request(data_dir, out)
+    request["dataset"]["sensitiveFeatures"] = [{"name": "sex", "bins": [0.0], "useAsInput": True}]
+    assert train(contract.TrainRequest.model_validate(request)).ok
+    server = start_server(serve_env(out, tmp_path), tmp_path / "server.log")
+    try:
+        rows = [[0.03, -0.04, 0.06, 0.02, -0.04, 0.02], [0.03, 0.05, 0.06, 0.02, -0.04, 0.02]]
+        body = {
+            "id": "r",
+            "inputs": [{"name": "x", "shape": [2, 6], "datatype": "FP64", "data": rows}],
+        }
+        answer = requests.post(server.url + "/v2/models/diabetes/infer", json=body, timeout=10)
+        preds = answer.json()["outputs"][0]["data"]
+        labels = [preds[0] + 10, preds[1] - 4]
+        r = requests.post(
+            server.url + "/v2/models/diabetes/feedback",
+            json={"id": "r", "labels": labels},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        time.sleep(0.3)
+        text = requests.get(server.url + "/metrics", timeout=10).text
+    finally:
+        assert server.stop() == 0
+    below, above = ("sex", "<0"), ("sex", ">=0")
+    count = _series(text, contract.METRIC_GROUP_PREDICTIONS)
+    total = _series(text, contract.METRIC_GROUP_PREDICTION_SUM)
+    errors = _series(text, contract.METRIC_GROUP_ABS_ERROR)
+    assert (count[below], count[above]) == (1, 1)
+    assert (total[below], total[above]) == pytest.approx((preds[0], preds[1]))
+    assert (errors[below], errors[above]) == pytest.approx((10, 4))
+    assert _series(text, contract.METRIC_GROUP_LABELED_ROWS)[above] == 1
+    assert contract.METRIC_GROUP_CORRECT_ROWS not in text
