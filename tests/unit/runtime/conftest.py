@@ -14,8 +14,7 @@ from driftloop_testkit.runtime import (
     diabetes_request,
     iris_frame,
     iris_request,
-    serve_env,
-    start_server,
+    serving,
 )
 
 
@@ -56,9 +55,5 @@ def diabetes_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def iris_server(iris_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    scratch = tmp_path_factory.mktemp("scratch")
-    server = start_server(serve_env(iris_model, scratch), scratch / "server.log")
-    yield server
-    assert server.stop() == 0
-    # the server removes its state dir on exit
-    assert not [p for p in scratch.iterdir() if p.name.startswith("driftloop-serve-")]
+    with serving(iris_model, tmp_path_factory.mktemp("scratch")) as server:
+        yield server

@@ -26,7 +26,7 @@ from driftloop_testkit.data import (
     GROUPS_TARGET,
     groups_csv,
 )
-from driftloop_testkit.runtime import Server, serve_env, start_server
+from driftloop_testkit.runtime import Server, serving
 
 FEATURES = [*GROUPS_FEATURES, GROUPS_AGE]
 BINS = [30.0, 50.0]
@@ -59,10 +59,8 @@ def groups_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(groups_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    scratch = tmp_path_factory.mktemp("scratch")
-    server = start_server(serve_env(groups_model, scratch), scratch / "server.log")
-    yield server
-    assert server.stop() == 0
+    with serving(groups_model, tmp_path_factory.mktemp("scratch")) as server:
+        yield server
 
 
 def _request(ages: list[float], groups: Any = None, rid: str | None = None) -> dict[str, Any]:
@@ -228,8 +226,7 @@ def test_a_regressor_counts_prediction_sums_and_absolute_errors_per_group(
     request = diabetes_request(data_dir, out)
     request["dataset"]["sensitiveFeatures"] = [{"name": "sex", "bins": [0.0], "useAsInput": True}]
     assert train(contract.TrainRequest.model_validate(request)).ok
-    server = start_server(serve_env(out, tmp_path), tmp_path / "server.log")
-    try:
+    with serving(out, tmp_path) as server:
         rows = [[0.03, -0.04, 0.06, 0.02, -0.04, 0.02], [0.03, 0.05, 0.06, 0.02, -0.04, 0.02]]
         body = {
             "id": "r",
@@ -246,8 +243,6 @@ def test_a_regressor_counts_prediction_sums_and_absolute_errors_per_group(
         assert r.status_code == 200, r.text
         time.sleep(0.3)
         text = requests.get(server.url + "/metrics", timeout=10).text
-    finally:
-        assert server.stop() == 0
     below, above = ("sex", "<0"), ("sex", ">=0")
     count = _series(text, contract.METRIC_GROUP_PREDICTIONS)
     total = _series(text, contract.METRIC_GROUP_PREDICTION_SUM)

@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,6 +140,18 @@ def start_server(env: dict[str, str], log: Path, timeout: float = 90) -> Server:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"server not ready:\n{log.read_text()}")
+
+
+@contextmanager
+def serving(model_dir: Path, scratch: Path) -> Iterator[Server]:
+    """A server of ``model_dir`` (serve_env, state in ``scratch``); stopped after, and
+    checked to exit 0 and remove its state dir."""
+    server = start_server(serve_env(model_dir, scratch), scratch / "server.log")
+    try:
+        yield server
+    finally:
+        assert server.stop() == 0
+    assert not [p for p in scratch.iterdir() if p.name.startswith("driftloop-serve-")]
 
 
 def copy_model(src: Path, dst: Path) -> Path:
