@@ -15,14 +15,12 @@ import driftloop_contract as contract
 from driftloop_testkit.cluster import Kubectl, wait_for
 from driftloop_testkit.data import drift_loop_deployment, groups_csv, groups_dataset_manifest
 from driftloop_testkit.driftloop import (
-    GROUP,
-    VERSION,
     OperatorProcess,
     create_cr,
     ready_predictor_url,
     wait_cr,
 )
-from driftloop_testkit.scenarios import approved_version, is_ready, serve, trained
+from driftloop_testkit.scenarios import approved_version, is_ready, runs_of, serve, trained
 from driftloop_testkit.traffic import prometheus_query, scraped
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
@@ -97,18 +95,12 @@ def test_a_trigger_on_one_groups_live_accuracy_starts_a_run(
     )
     assert float(predicted[0]["value"][1]) == 48  # the binned attribute, every row
 
-    def started() -> list[str] | None:
-        runs = custom.list_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "trainingruns",
-            label_selector="driftloop.dev/deployment=loans",
-        )["items"]
-        return [r["metadata"]["name"] for r in runs] or None
-
     t0 = time.monotonic()
-    runs = wait_for(started, timeout=240, what="a run started by the group B trigger")
+    runs = wait_for(
+        lambda: runs_of(custom, namespace, "loans"),
+        timeout=240,
+        what="a run started by the group B trigger",
+    )
     print(f"group B trigger started {runs} after {time.monotonic() - t0:.0f}s")
     # <deployment>-<trigger>-<cooldown window>
     assert [r.split("-")[1] for r in runs] == ["groupb"], runs

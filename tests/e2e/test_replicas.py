@@ -26,7 +26,7 @@ from driftloop_testkit.data import (
     iris_csv,
 )
 from driftloop_testkit.driftloop import GROUP, VERSION, OperatorProcess, get_cr, wait_cr
-from driftloop_testkit.scenarios import first_version, serve
+from driftloop_testkit.scenarios import first_version, runs_of, serve
 from driftloop_testkit.traffic import (
     predictor_service_url,
     prometheus_query,
@@ -50,17 +50,6 @@ def replicated(name: str, replicas: int, prometheus: str, **retraining: Any) -> 
     )
     manifest["spec"]["replicas"] = replicas
     return manifest
-
-
-def runs_of(custom: Any, namespace: str, deployment: str) -> list[str]:
-    items = custom.list_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "trainingruns",
-        label_selector=f"driftloop.dev/deployment={deployment}",
-    )["items"]
-    return [r["metadata"]["name"] for r in items]
 
 
 def all_ready(replicas: int) -> Any:

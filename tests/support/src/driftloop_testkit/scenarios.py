@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from driftloop_testkit.data import dataset_manifest, deployment_manifest, training_run_manifest
-from driftloop_testkit.driftloop import condition, create_cr, wait_cr
+from driftloop_testkit.driftloop import GROUP, VERSION, condition, create_cr, wait_cr
 
 #: Where ``stage("data/iris.csv", ...)`` (and ``stage_file``) put the data set.
 IRIS_SOURCE = "/artifacts/data/iris.csv"
@@ -147,6 +147,18 @@ def serve(
         lambda o: serving(o) and is_ready(o),
         timeout=timeout,
     )
+
+
+def runs_of(custom: Any, namespace: str, deployment: str) -> list[str]:
+    """The names of the TrainingRuns the Deployment ``deployment`` started."""
+    items = custom.list_namespaced_custom_object(
+        GROUP,
+        VERSION,
+        namespace,
+        "trainingruns",
+        label_selector=f"driftloop.dev/deployment={deployment}",
+    )["items"]
+    return [r["metadata"]["name"] for r in items]
 
 
 @dataclass(frozen=True)
