@@ -16,8 +16,6 @@ from driftloop_testkit.argocd import check_health
 from driftloop_testkit.cluster import Kubectl, wait_for
 from driftloop_testkit.data import API_VERSION, drift_loop_deployment, iris_csv
 from driftloop_testkit.driftloop import (
-    GROUP,
-    VERSION,
     OperatorProcess,
     condition,
     create_cr,
@@ -25,21 +23,16 @@ from driftloop_testkit.driftloop import (
     ready_predictor_url,
     wait_cr,
 )
-from driftloop_testkit.scenarios import first_version, is_rolled_back, is_serving, serve
+from driftloop_testkit.scenarios import (
+    first_version,
+    is_rolled_back,
+    is_serving,
+    runs_of,
+    serve,
+)
 from driftloop_testkit.traffic import scraped, send
 
 pytestmark = [pytest.mark.e2e, pytest.mark.cluster]
-
-
-def _runs(custom: Any, namespace: str, deployment: str) -> list[dict[str, Any]]:
-    items = custom.list_namespaced_custom_object(
-        GROUP,
-        VERSION,
-        namespace,
-        "trainingruns",
-        label_selector=f"driftloop.dev/deployment={deployment}",
-    )["items"]
-    return list(items)
 
 
 def _first_version(custom: Any, namespace: str, stage: Any) -> None:
@@ -81,7 +74,7 @@ def test_drift_retrains_and_promotes(
     reading = observed["status"]["drift"][0]
     assert reading["value"] < 0.25, reading
     time.sleep(8)  # longer than `for`: a low reading must not fire
-    assert _runs(custom, namespace, "iris") == []
+    assert runs_of(custom, namespace, "iris") == []
 
     # The world shifts: new data lands in the store and live inputs move with it.
     stage("data/iris.csv", iris_csv(shift=2.5, seed=1))
@@ -89,7 +82,7 @@ def test_drift_retrains_and_promotes(
     run_names: list[str] = []
     while not run_names and time.monotonic() - started < 180:
         send(url, batches=20, shift=2.5)
-        run_names = [r["metadata"]["name"] for r in _runs(custom, namespace, "iris")]
+        run_names = runs_of(custom, namespace, "iris")
     assert len(run_names) == 1, "drift did not start a retraining run"
     deployment = get_cr(custom, namespace, "Deployment", "iris")
     assert deployment is not None
@@ -124,7 +117,7 @@ def test_drift_retrains_and_promotes(
         lambda o: condition(o, "Retraining").get("reason") == "Cooldown",
         timeout=120,
     )
-    assert len(_runs(custom, namespace, "iris")) == 1
+    assert len(runs_of(custom, namespace, "iris")) == 1
 
 
 def test_the_calibrated_default_trigger_stays_calm_then_fires(
@@ -163,13 +156,13 @@ def test_the_calibrated_default_trigger_stays_calm_then_fires(
     assert reading["threshold"] == 1.0
     assert 0 < reading["value"] < 1, reading
     time.sleep(8)  # longer than `for`: a calm reading must not fire
-    assert _runs(custom, namespace, "iris") == []
+    assert runs_of(custom, namespace, "iris") == []
 
     started = time.monotonic()
     run_names: list[str] = []
     while not run_names and time.monotonic() - started < 120:
         send(url, batches=20, shift=1.0)
-        run_names = [r["metadata"]["name"] for r in _runs(custom, namespace, "iris")]
+        run_names = runs_of(custom, namespace, "iris")
     assert len(run_names) == 1, "calibrated drift did not start a retraining run"
     deployment = get_cr(custom, namespace, "Deployment", "iris")
     assert deployment is not None
