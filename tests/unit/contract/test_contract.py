@@ -45,7 +45,7 @@ def test_env_names_are_distinct() -> None:
 
 def test_metric_names_are_prometheus_names() -> None:
     names = [getattr(contract, n) for n in contract.__all__ if n.startswith("METRIC_")]
-    assert len(names) == len(set(names)) == 25
+    assert len(names) == len(set(names)) == 30
     assert all(n.startswith("driftloop_") for n in names)
 
 

@@ -203,17 +203,39 @@ def test_binning_is_trainings(groups_model: Path) -> None:
     assert [age.labels[c] for c in age.codes(np.asarray(values))] == trained
 
 
-def test_grpc_carries_the_attribute_as_json_text() -> None:
-    from driftloop_runtime.grpc_server import to_rest
-    from driftloop_runtime.oip import open_inference_pb2 as pb
+def test_grpc_carries_the_attribute_as_json_text(groups_model: Path, tmp_path: Path) -> None:
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    from tritonclient.utils import InferenceServerException
 
-    request = pb.ModelInferRequest(model_name="loans")
-    request.parameters[contract.PARAMETER_GROUPS].string_param = '{"group": ["A", "B"]}'
-    body = to_rest(request)
-    assert body["parameters"] == {contract.PARAMETER_GROUPS: {"group": ["A", "B"]}}
-    request.parameters[contract.PARAMETER_GROUPS].string_param = "A"
-    with pytest.raises(InputError, match="JSON object"):
-        to_rest(request)
+    with serving(groups_model, tmp_path, **{contract.ENV_GRPC_PORT: "0"}) as server:
+        logged = server.log.read_text()
+        port = re.search(r"gRPC \(Open Inference Protocol\) on 127\.0\.0\.1:(\d+)", logged)
+        assert port, logged
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{port.group(1)}")
+        deadline = time.monotonic() + 30
+        while not _ready(client):  # each worker starts its gRPC server with its loop
+            assert time.monotonic() < deadline, "gRPC server not ready"
+            time.sleep(0.1)
+        tensor = grpcclient.InferInput("x", [2, 3], "FP64")
+        tensor.set_data_from_numpy(np.array([[0.5, 5.0, 20.0], [0.5, 5.0, 60.0]]))
+        groups = {contract.PARAMETER_GROUPS: '{"group": ["A", "B"]}'}
+        client.infer("loans", [tensor], parameters=groups)
+        with pytest.raises(InferenceServerException, match="must be a JSON object"):
+            client.infer("loans", [tensor], parameters={contract.PARAMETER_GROUPS: "A"})
+        client.close()
+        time.sleep(0.3)
+        text = requests.get(server.url + "/metrics", timeout=10).text
+    predicted = _series(text, contract.METRIC_GROUP_PREDICTIONS)
+    assert (predicted["group", "A"], predicted["group", "B"]) == (1, 1)
+
+
+def _ready(client: Any) -> bool:
+    from tritonclient.utils import InferenceServerException
+
+    try:
+        return bool(client.is_server_ready())
+    except InferenceServerException:
+        return False
 
 
 def test_a_regressor_counts_prediction_sums_and_absolute_errors_per_group(

@@ -143,10 +143,10 @@ def start_server(env: dict[str, str], log: Path, timeout: float = 90) -> Server:
 
 
 @contextmanager
-def serving(model_dir: Path, scratch: Path) -> Iterator[Server]:
-    """A server of ``model_dir`` (serve_env, state in ``scratch``); stopped after, and
-    checked to exit 0 and remove its state dir."""
-    server = start_server(serve_env(model_dir, scratch), scratch / "server.log")
+def serving(model_dir: Path, scratch: Path, **env: str) -> Iterator[Server]:
+    """A server of ``model_dir`` (serve_env with ``env``, state in ``scratch``); stopped
+    after, and checked to exit 0 and remove its state dir."""
+    server = start_server(serve_env(model_dir, scratch, **env), scratch / "server.log")
     try:
         yield server
     finally:
