@@ -581,6 +581,8 @@ class App:
         Raises InputError (4xx).  REST and gRPC share it: same validation, same metrics."""
         m = self.m
         x, rows = m.decode(req)
+        # The attribute is read beside the inputs, never fed to the model (unless it is one).
+        groups = m.groups.resolve(req, x, rows) if m.groups is not None else None
         outputs = m.requested_outputs(req)
         rid = req.get("id")
         if rid is None or rid == "":
@@ -606,8 +608,6 @@ class App:
                     }
                 )
         codes = m.pred_codes(pred)
-        # The attribute is read beside the inputs, never fed to the model (unless it is one).
-        groups = m.groups.resolve(req, x, rows) if m.groups is not None else None
         m.record(x, codes, rows, rid, groups)
         self.metrics.predictions(codes, pred)
         if groups is not None and self.metrics.groups is not None:
