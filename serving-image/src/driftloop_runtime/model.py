@@ -158,7 +158,7 @@ class LoadedModel:
         return f"{self._id_prefix}-{os.getpid()}-{next(self._ids)}"
 
     def metadata(self) -> dict[str, Any]:
-        return {
+        meta: dict[str, Any] = {
             "name": self.cfg.model_name,
             "versions": [self.cfg.model_version],
             "platform": "sklearn",
@@ -174,6 +174,9 @@ class LoadedModel:
                 "drift_enabled": self.cfg.drift_enabled,
             },
         }
+        if self.groups is not None:  # what the groups parameter may name (fairness.md)
+            meta["parameters"]["sensitive_features"] = self.groups.names
+        return meta
 
     # ------------------------------------------------------------- decode
     @staticmethod

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import driftloop_contract as contract
 from driftloop_runtime.model import InputError
@@ -167,6 +169,42 @@ def test_the_attribute_never_reaches_the_model(groups_model: Path) -> None:
     assert len(seen) == 1
     assert seen[0].shape == (2, len(FEATURES))
     assert seen[0].tolist() == [[0.5, 5.0, 20.0], [0.5, 5.0, 60.0]]
+    # what clients may name in the parameter
+    assert app.m.metadata()["parameters"]["sensitive_features"] == [GROUPS_SENSITIVE, GROUPS_AGE]
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**63 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=8),
+    lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=6), kids),
+    max_leaves=10,
+)
+
+
+@pytest.fixture(scope="module")
+def monitored_app(groups_model: Path) -> Any:
+    return _app(groups_model)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    groups=json_values
+    | st.dictionaries(st.sampled_from([GROUPS_SENSITIVE, GROUPS_AGE]), json_values),
+)
+def test_any_attribute_is_counted_or_refused_never_an_error(
+    monitored_app: Any, groups: Any
+) -> None:
+    body = _request([20, 60])
+    body["parameters"] = {contract.PARAMETER_GROUPS: groups}
+    status = 200
+    try:
+        monitored_app.predict_request(body)
+    except InputError as exc:
+        status = exc.status
+    assert status in (200, 400)
 
 
 @pytest.mark.parametrize(
