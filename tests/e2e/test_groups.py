@@ -34,7 +34,9 @@ def _rows(url: str, group: str, n: int, right: bool) -> int:
             "inputs": [{"name": "x", "shape": [1, 2], "datatype": "FP64", "data": [[i / n, 5.0]]}],
             "parameters": {contract.PARAMETER_GROUPS: {"group": group, "age": 40}},
         }
-        answer = requests.post(url, json=body, timeout=10).json()
+        response = requests.post(url, json=body, timeout=10)
+        assert response.status_code == 200, response.text
+        answer = response.json()
         pred = answer["outputs"][0]["data"]
         labels = pred if right else [flipped[p] for p in pred]
         r = requests.post(
@@ -73,7 +75,7 @@ def test_a_trigger_on_one_groups_live_accuracy_starts_a_run(
             "loans", model="loans", dataset="loans", prometheus=prometheus, triggers=[trigger]
         ),
     )
-    url = ready_predictor_url(kubectl, namespace, "loans", 1)
+    url = ready_predictor_url(kubectl, namespace, "loans", 1, model="loans")
     scraped(prometheus, namespace, "loans")
 
     # A is always right and B always wrong: overall 40 / 48 = 0.83, B's accuracy 0.

@@ -104,9 +104,15 @@ def delete_crs(kubectl: Kubectl, namespace: str) -> None:
 
 
 def ready_predictor_url(
-    kubectl: Kubectl, namespace: str, name: str, version: int, timeout: float = 120
+    kubectl: Kubectl,
+    namespace: str,
+    name: str,
+    version: int,
+    timeout: float = 120,
+    model: str = "iris",
 ) -> str:
-    """OIP infer URL of a ready, not terminating predictor pod serving ``version``."""
+    """OIP infer URL of ``model`` on a ready, not terminating predictor pod serving
+    ``version``."""
 
     def find() -> str | None:
         pods = kubectl.json(
@@ -123,7 +129,7 @@ def ready_predictor_url(
                 for c in pod["status"].get("conditions", [])
             )
             if ready and not pod["metadata"].get("deletionTimestamp"):
-                return f"http://{pod['status']['podIP']}:8080/v2/models/iris/infer"
+                return f"http://{pod['status']['podIP']}:8080/v2/models/{model}/infer"
         return None
 
     return wait_for(find, timeout=timeout, what=f"a ready pod serving version {version}")  # type: ignore[no-any-return]
