@@ -22,8 +22,8 @@ from driftloop_testkit.faults import FaultRun, fault_scale
 from driftloop_testkit.scenarios import in_phase, ready_dataset
 from driftloop_testkit.stall import FreezingProxy
 
-# In the long suite until it has been seen passing on the cluster (written in a session
-# whose cluster could not be built in time): `make test-faults` runs it.
+# In the long suite (`make test-faults`): ~3 minutes, mostly kopf's 70 s inactivity
+# timeout, that `make test` cannot spare.
 pytestmark = [pytest.mark.faults, pytest.mark.faults_long, pytest.mark.cluster]
 
 FAULT = "connections stalled"
