@@ -474,10 +474,9 @@ def disparity_increase(policy: Promotion, candidate: Obj, serving: Obj) -> str |
         return "has no fairness report to compare with the serving version's"
     tolerance = policy.max_disparity_increase
     worse = [
-        f"{feature} {name}={new[key]:.4g} > {old[key]:.4g} + {tolerance:g}"
-        for key in sorted(old.keys() & new.keys())
-        for feature, name in [key]
-        if new[key] > old[key] + tolerance
+        f"{feature} {name}={new[feature, name]:.4g} > {old[feature, name]:.4g} + {tolerance:g}"
+        for feature, name in sorted(old.keys() & new.keys())
+        if new[feature, name] > old[feature, name] + tolerance
     ]
     return "disparity increased: " + ", ".join(worse) if worse else None
 

@@ -29,11 +29,10 @@ import driftloop_contract as contract
 from driftloop_contract import SensitiveFeature
 from driftloop_runtime.fairness import group_labels
 from driftloop_runtime.model import InputError
+from driftloop_runtime.shared import NO_GROUPS
 
 #: Bits per feature in a packed row (labels per feature stay far below 256).
 _BITS = 8
-#: Packed value of a row recorded without groups (no monitored features).
-NO_GROUPS = -1
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ import numpy.typing as npt
 LOCK_TIMEOUT_S = 0.005
 HEADER = 8
 H_WINDOW, H_PRED, H_FB, H_BIN_ROWS = 0, 1, 2, 3
+#: Packed groups of a prediction recorded without them (no monitored features).
+NO_GROUPS = -1
 
 
 def id_hash(request_id: str) -> int:
@@ -166,7 +168,7 @@ class SharedState:
                 self._ring_write(self.pred_ids, ptotal, ids)
                 self._ring_write(self.pred_vals, ptotal, rows[:, -1])
                 self._ring_write(
-                    self.pred_groups, ptotal, np.full(n, -1) if groups is None else groups
+                    self.pred_groups, ptotal, np.full(n, NO_GROUPS) if groups is None else groups
                 )
                 h[H_PRED] = ptotal + n
         finally:
@@ -269,7 +271,7 @@ class RowBuffer:
         """Stage ``rows`` rows of raw features ``x`` with their prediction codes (and
         packed groups, None: not monitored)."""
         if groups is None:
-            groups = np.full(rows, -1, dtype=np.int64)
+            groups = np.full(rows, NO_GROUPS, dtype=np.int64)
         self.items.append((x, pred_codes, hid, rows, groups))
         self.rows += rows
         if len(self.items) >= self.max_items or self.rows >= self.max_rows:

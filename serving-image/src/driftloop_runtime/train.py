@@ -184,10 +184,10 @@ def make_pipeline(
 
 
 def evaluate(
-    model: Any, task: Task, x_test: Any, y_test: Any, wanted: list[Metric], pred: Any = None
+    model: Any, task: Task, x_test: Any, y_test: Any, wanted: list[Metric], pred: Any
 ) -> dict[str, float]:
-    """The held-out metrics; ``pred``: the model's predictions of ``x_test`` when the
-    caller has them already."""
+    """The held-out metrics; ``pred``: the model's predictions of ``x_test`` (the
+    per-group evaluation uses them too), ``model`` and ``x_test`` give roc_auc's scores."""
     from sklearn import metrics as skm
 
     names = wanted or list(contract.METRICS_BY_TASK[task])
@@ -198,8 +198,6 @@ def evaluate(
             f"metric(s) {bad} do not apply to {task.value}; use "
             f"{[m.value for m in contract.METRICS_BY_TASK[task]]}",
         )
-    if pred is None:
-        pred = model.predict(x_test)
     out: dict[str, float] = {}
     for m in names:
         value: float | None = None
