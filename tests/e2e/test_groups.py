@@ -75,7 +75,7 @@ def test_a_trigger_on_one_groups_live_accuracy_starts_a_run(
             "loans", model="loans", dataset="loans", prometheus=prometheus, triggers=[trigger]
         ),
     )
-    url = ready_predictor_url(kubectl, namespace, "loans", 1, model="loans")
+    url = ready_predictor_url(kubectl, namespace, "loans", 1)
     scraped(prometheus, namespace, "loans")
 
     # A is always right and B always wrong: overall 40 / 48 = 0.83, B's accuracy 0.

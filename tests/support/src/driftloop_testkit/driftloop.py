@@ -104,15 +104,10 @@ def delete_crs(kubectl: Kubectl, namespace: str) -> None:
 
 
 def ready_predictor_url(
-    kubectl: Kubectl,
-    namespace: str,
-    name: str,
-    version: int,
-    timeout: float = 120,
-    model: str = "iris",
+    kubectl: Kubectl, namespace: str, name: str, version: int, timeout: float = 120
 ) -> str:
-    """OIP infer URL of ``model`` on a ready, not terminating predictor pod serving
-    ``version``."""
+    """OIP infer URL of a ready, not terminating predictor pod serving ``version`` (of
+    the model its ``driftloop.dev/model`` label names)."""
 
     def find() -> str | None:
         pods = kubectl.json(
@@ -129,6 +124,7 @@ def ready_predictor_url(
                 for c in pod["status"].get("conditions", [])
             )
             if ready and not pod["metadata"].get("deletionTimestamp"):
+                model = pod["metadata"]["labels"][f"{GROUP}/model"]
                 return f"http://{pod['status']['podIP']}:8080/v2/models/{model}/infer"
         return None
 
