@@ -36,6 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,9 @@ class Sample:
     burst_server_errors: float = 0.0
     server_idle_writes: float = 0.0
     finished: bool = True
+    #: The operator's requests by "verb resource" (api_requests_by_call).
+    burst_calls: Counter[str] = field(default_factory=Counter)
+    idle_calls: Counter[str] = field(default_factory=Counter)
 
 
 class ProcessProbe:
@@ -119,20 +123,33 @@ class ProcessProbe:
         self._stop.set()
 
 
-def api_requests(operator: OperatorProcess) -> tuple[float, float]:
-    """(all, writes) the reconcilers sent so far, from the operator's /metrics (zeros
-    for an operator without that metric: the API server's count below still shows it)."""
+def metric_labels(line: str) -> dict[str, str]:
+    """The labels of one sample line of the Prometheus text format, unquoted."""
+    inner = line[line.index("{") + 1 : line.rindex("}")]
+    return {k: v.strip('"') for k, v in (part.split("=", 1) for part in inner.split(","))}
+
+
+def api_requests_by_call(operator: OperatorProcess) -> Counter[str]:
+    """The reconcilers' requests so far by "verb resource", from the operator's
+    /metrics (empty for an operator without that metric: the API server's count below
+    still shows it)."""
     import requests
 
     text = requests.get(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=10).text
-    total = writes = 0.0
+    calls: Counter[str] = Counter()
     for line in text.splitlines():
         if line.startswith("driftloop_operator_api_requests_total{"):
-            value = float(line.rsplit(" ", 1)[1])
-            total += value
-            if any(f'verb="{verb}"' in line for verb in WRITE_VERBS):
-                writes += value
-    return total, writes
+            labels = metric_labels(line)
+            verb, resource = labels["verb"], labels["resource"]
+            calls[f"{verb} {resource}"] += float(line.rsplit(" ", 1)[1])
+    return calls
+
+
+def api_requests(operator: OperatorProcess) -> tuple[float, float]:
+    """(all, writes) the reconcilers sent so far (api_requests_by_call)."""
+    calls = api_requests_by_call(operator)
+    writes = sum(n for call, n in calls.items() if call.split(" ", 1)[0] in WRITE_VERBS)
+    return sum(calls.values()), writes
 
 
 #: What the operators read and write, as apiserver_request_total names them.
@@ -159,20 +176,15 @@ def apiserver_requests(kubectl: Kubectl) -> tuple[float, float, float]:
     for line in kubectl("get", "--raw", "/metrics").stdout.splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
-        labels = dict(
-            part.split("=", 1) for part in line[line.index("{") + 1 : line.rindex("}")].split(",")
-        )
-        if labels.get("resource", "").strip('"') not in OPERATOR_RESOURCES:
-            continue
-        if labels.get("verb", "").strip('"') == "WATCH":
+        labels = metric_labels(line)
+        if labels.get("resource") not in OPERATOR_RESOURCES or labels.get("verb") == "WATCH":
             continue
         value = float(line.rsplit(" ", 1)[1])
         total += value
-        if labels.get("verb", "").strip('"') in ("POST", "PUT", "PATCH", "DELETE", "APPLY"):
+        if labels.get("verb") in ("POST", "PUT", "PATCH", "DELETE", "APPLY"):
             writes += value
-        if labels.get("code", "").strip('"') == "429" or labels.get("code", '"').strip(
-            '"'
-        ).startswith("5"):
+        code = labels.get("code", "")
+        if code == "429" or code.startswith("5"):
             errors += value
     return total, writes, errors
 
@@ -233,6 +245,7 @@ def run_one(
         names = [f"r{i}" for i in range(size)]
         sent: dict[str, float] = {}
         cpu0, (req0, _) = probe.cpu_seconds(), api_requests(operator)
+        calls0 = api_requests_by_call(operator)
         errors0 = apiserver_requests(Kubectl(kubeconfig))[2]
         started = time.monotonic()
 
@@ -252,6 +265,7 @@ def run_one(
         sample.latencies = [jobs.seen[n] - sent[n] for n in names if n in jobs.seen]
         sample.cpu_burst_s = probe.cpu_seconds() - cpu0
         sample.burst_requests = api_requests(operator)[0] - req0
+        sample.burst_calls = api_requests_by_call(operator) - calls0
         sample.burst_server_errors = apiserver_requests(Kubectl(kubeconfig))[2] - errors0
         jobs.stop()
         # The tail of the burst settles: status writes after the Jobs, queued Events.
@@ -265,6 +279,7 @@ def run_one(
             before = now_writes
         kubectl = Kubectl(kubeconfig)
         cpu1, (req1, wr1) = probe.cpu_seconds(), api_requests(operator)
+        calls1 = api_requests_by_call(operator)
         srv1, srw1, _ = apiserver_requests(kubectl)
         t1 = time.monotonic()
         time.sleep(idle)
@@ -274,6 +289,7 @@ def run_one(
         sample.idle_seconds = time.monotonic() - t1
         sample.cpu_idle_s = cpu2 - cpu1
         sample.idle_requests, sample.idle_writes = req2 - req1, wr2 - wr1
+        sample.idle_calls = api_requests_by_call(operator) - calls1
         sample.rss_settled_mb = probe.rss_mb()
         sample.rss_peak_mb = probe.peak
         if trace_memory:
@@ -325,6 +341,11 @@ def report(samples: list[Sample], goals: dict[int, float]) -> None:
             f"{s.server_idle_requests / max(s.idle_seconds, 1e-9):>17.2f}"
         )
     print("('!': not every run had its Job when the wait ended)")
+    for s in samples:
+        for phase, calls in (("burst", s.burst_calls), ("idle", s.idle_calls)):
+            if calls:
+                text = ", ".join(f"{call} {n:.0f}" for call, n in calls.most_common())
+                print(f"{s.label} {s.size} runs, the operator's requests in the {phase}: {text}")
     ours = {s.size: s for s in samples if s.label == "driftloop"}
     peers = {s.size: s for s in samples if s.label != "driftloop"}
     for size, s in sorted(ours.items()):

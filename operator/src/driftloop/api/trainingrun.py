@@ -402,7 +402,15 @@ class TrainingRunStatus(StatusBase):
             "that name; when another run has it, the run claims the next number."
         ),
     )
-    start_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
-    completion_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    start_time: str | None = Field(
+        default=None,
+        description="When the run's training Job was created.",
+        json_schema_extra={"format": "date-time"},
+    )
+    completion_time: str | None = Field(
+        default=None,
+        description="The training Job's completionTime (a failed Job has none).",
+        json_schema_extra={"format": "date-time"},
+    )
     failure_reason: str | None = Field(default=None, max_length=128)
     failure_message: str | None = Field(default=None, max_length=4096)

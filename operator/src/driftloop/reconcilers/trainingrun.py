@@ -76,7 +76,9 @@ def reconcile_training_run(ctx: Context, body: Obj) -> Outcome:
             events.append(Event("Normal", "JobCreated", f"created training Job {job_name}{on}"))
 
     job_status = job.get("status") or {}
-    status.fields["startTime"] = job_status.get("startTime")
+    # The Job's creation, known from the create itself: echoing the Job controller's
+    # own startTime (set moments later) would cost every run a second status write.
+    status.fields["startTime"] = job["metadata"].get("creationTimestamp")
     outcome = policies.job_outcome(job)
     if not outcome.finished:
         status.fields["phase"] = TrainingRunPhase.running
