@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import builtins
 import functools
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -100,6 +101,17 @@ def _default_timeout(api: client.ApiClient, timeout: tuple[float, float]) -> Non
     rest.driftloop_timeout = timeout
 
 
+def _body(response: Any) -> Obj:
+    """The JSON the API server sent, from a call made with ``_preload_content=False``.
+
+    The client's models would render its timestamps again (``+00:00`` for ``Z``): an
+    object a create returned would then differ from the same object as the watch
+    delivers it, and a status echoing one of its times would be written twice.  The
+    models are dropped anyway, so building them would only cost time and memory.
+    """
+    return cast(Obj, json.loads(response.data))
+
+
 class Kube:
     """:class:`~driftloop.client.KubeClient` against a real API server (the official client)."""
 
@@ -122,15 +134,10 @@ class Kube:
 
     # ---------------------------------------------------------------- generic
 
-    def _plain(self, obj: Any) -> Obj:
-        if isinstance(obj, dict):
-            return obj
-        return self.api.sanitize_for_serialization(obj)  # type: ignore[no-any-return,no-untyped-call,unused-ignore]
-
     def _read(self, call: Callable[..., Any], *args: str) -> Obj | None:
         """``call(*args)`` as a plain dict, or None when the object does not exist."""
         try:
-            return self._plain(call(*args))
+            return _body(call(*args, _preload_content=False))
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -139,7 +146,7 @@ class Kube:
     def _apply(self, patch: Callable[..., Any], manifest: Obj) -> Obj:
         """Server-side apply ``manifest`` with ``patch`` (a ``patch_namespaced_*`` call)."""
         meta = manifest["metadata"]
-        return self._plain(
+        return _body(
             patch(
                 name=meta["name"],
                 namespace=meta["namespace"],
@@ -147,6 +154,7 @@ class Kube:
                 field_manager=FIELD_MANAGER,
                 force=True,
                 _content_type="application/apply-patch+yaml",
+                _preload_content=False,
             )
         )
 
@@ -157,14 +165,14 @@ class Kube:
             group, version = api_version.split("/")
             plural = kind.lower() + "s"
 
-            def create(namespace: str, body: Obj) -> Any:
+            def create(namespace: str, body: Obj, **options: Any) -> Any:
                 return self.custom.create_namespaced_custom_object(
-                    group, version, namespace, plural, body, field_manager=FIELD_MANAGER
+                    group, version, namespace, plural, body, field_manager=FIELD_MANAGER, **options
                 )
 
-            def read(name: str, namespace: str) -> Any:
+            def read(name: str, namespace: str, **options: Any) -> Any:
                 return self.custom.get_namespaced_custom_object(
-                    group, version, namespace, plural, name
+                    group, version, namespace, plural, name, **options
                 )
 
             return create, read
@@ -191,11 +199,13 @@ class Kube:
         create, read = self._ops(manifest)
         meta = manifest["metadata"]
         try:
-            return self._plain(create(namespace=meta["namespace"], body=manifest)), True
+            created = create(namespace=meta["namespace"], body=manifest, _preload_content=False)
+            return _body(created), True
         except ApiException as error:
             if error.status != 409:
                 raise
-        return self._plain(read(name=meta["name"], namespace=meta["namespace"])), False
+        existing = read(name=meta["name"], namespace=meta["namespace"], _preload_content=False)
+        return _body(existing), False
 
     @_api("apply", "deployments")
     def apply_deployment(self, manifest: Obj) -> Obj:
@@ -218,9 +228,9 @@ class Kube:
     @_api("list", "driftloop")
     def list(self, kind: KindInfo, namespace: str, selector: str = "") -> builtins.list[Obj]:
         result = self.custom.list_namespaced_custom_object(
-            GROUP, VERSION, namespace, kind.plural, label_selector=selector
+            GROUP, VERSION, namespace, kind.plural, label_selector=selector, _preload_content=False
         )
-        return list(self._plain(result).get("items", []))
+        return list(_body(result).get("items", []))
 
     @_api("patch", "driftloop/status")
     def patch_status(
@@ -241,9 +251,16 @@ class Kube:
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
         try:
-            return self._plain(
+            return _body(
                 self.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, namespace, kind.plural, name, body, field_manager=FIELD_MANAGER
+                    GROUP,
+                    VERSION,
+                    namespace,
+                    kind.plural,
+                    name,
+                    body,
+                    field_manager=FIELD_MANAGER,
+                    _preload_content=False,
                 )
             )
         except ApiException as error:
@@ -275,8 +292,10 @@ class Kube:
 
     @_api("list", "jobs")
     def list_jobs(self, namespace: str, selector: str) -> builtins.list[Obj]:
-        jobs = self.batch.list_namespaced_job(namespace, label_selector=selector)
-        return list(self._plain(jobs).get("items", []))
+        jobs = self.batch.list_namespaced_job(
+            namespace, label_selector=selector, _preload_content=False
+        )
+        return list(_body(jobs).get("items", []))
 
     @_api("apply", "horizontalpodautoscalers")
     def apply_hpa(self, manifest: Obj) -> Obj:
@@ -318,15 +337,19 @@ class Kube:
 
     @_api("list", "pods")
     def list_pods(self, namespace: str, selector: str) -> builtins.list[Obj]:
-        pods = self.core.list_namespaced_pod(namespace, label_selector=selector)
-        return list(self._plain(pods).get("items", []))
+        pods = self.core.list_namespaced_pod(
+            namespace, label_selector=selector, _preload_content=False
+        )
+        return list(_body(pods).get("items", []))
 
     @_api("list", "events")
     def list_events(self, namespace: str, kind: str, name: str, uid: str) -> builtins.list[Obj]:
         # The uid keeps out the events of a deleted namesake (events live an hour).
         selector = f"involvedObject.kind={kind},involvedObject.name={name},involvedObject.uid={uid}"
-        events = self.core.list_namespaced_event(namespace, field_selector=selector)
-        return list(self._plain(events).get("items", []))
+        events = self.core.list_namespaced_event(
+            namespace, field_selector=selector, _preload_content=False
+        )
+        return list(_body(events).get("items", []))
 
     @_api("get", "deployments")
     def get_deployment(self, namespace: str, name: str) -> Obj | None:
@@ -365,9 +388,9 @@ class Kube:
     @_api("get", "leases", limited=False)
     def get_lease(self, namespace: str, name: str) -> Obj | None:
         try:
-            return self._plain(
+            return _body(
                 self.coordination.read_namespaced_lease(
-                    name, namespace, _request_timeout=LEASE_CALL_TIMEOUT
+                    name, namespace, _request_timeout=LEASE_CALL_TIMEOUT, _preload_content=False
                 )
             )
         except ApiException as error:
@@ -378,12 +401,13 @@ class Kube:
     @_api("create", "leases", limited=False)
     def create_lease(self, lease: Obj) -> Obj:
         try:
-            return self._plain(
+            return _body(
                 self.coordination.create_namespaced_lease(
                     lease["metadata"]["namespace"],
                     lease,
                     field_manager=FIELD_MANAGER,
                     _request_timeout=LEASE_CALL_TIMEOUT,
+                    _preload_content=False,
                 )
             )
         except ApiException as error:
@@ -395,13 +419,14 @@ class Kube:
     def update_lease(self, lease: Obj) -> Obj:
         meta = lease["metadata"]
         try:
-            return self._plain(
+            return _body(
                 self.coordination.replace_namespaced_lease(
                     meta["name"],
                     meta["namespace"],
                     lease,
                     field_manager=FIELD_MANAGER,
                     _request_timeout=LEASE_CALL_TIMEOUT,
+                    _preload_content=False,
                 )
             )
         except ApiException as error:
@@ -412,7 +437,9 @@ class Kube:
     @_api("get", "customresourcedefinitions")
     def _crd(self, name: str) -> Obj | None:
         try:
-            return self._plain(self.extensions.read_custom_resource_definition(name))
+            return _body(
+                self.extensions.read_custom_resource_definition(name, _preload_content=False)
+            )
         except ApiException as error:
             if error.status in (403, 404):
                 return None
