@@ -31,6 +31,7 @@ from driftloop_runtime import (
     artifacts,
     data,
     fairness,
+    hgb,
     profile,
     scoring,
     snapshot,
@@ -328,11 +329,12 @@ def train(req: TrainRequest) -> TrainResult:
     categories = max(
         (len(x[j].cat.categories) for j in range(x.shape[1]) if j not in num_idx), default=0
     )
-    model = make_pipeline(
-        estimator,
-        req.dataset,
-        numeric_has_nan,
-        native_categorical(req.estimator, estimator, req.hyperparameters, categories),
+    native = native_categorical(req.estimator, estimator, req.hyperparameters, categories)
+    # HistGradientBoosting*: fitted on rows encoded here (see driftloop_runtime.hgb);
+    # the served model (model) encodes raw rows the same way.
+    encoding = hgb.encoding(req.dataset, x, numeric_has_nan) if native else None
+    model: Any = (
+        None if encoding else make_pipeline(estimator, req.dataset, numeric_has_nan, native)
     )
 
     ev = req.evaluation
@@ -358,18 +360,45 @@ def train(req: TrainRequest) -> TrainResult:
         raise ValidationFailedError(
             ValidationRule.min_rows, f"cannot split the data: {exc}"
         ) from exc
-    x_train, y_train = _take(x, train_idx), y[train_idx]
-    x_test, y_test = _take(x, test_idx), y[test_idx]
     test_groups = _take_groups(groups, test_idx)
-    del x, y, stratify, groups
-    release_free_memory()
+    del stratify, groups
     try:
-        model.fit(x_train, y_train)
+        if encoding is None:
+            x_train, y_train = _take(x, train_idx), y[train_idx]
+            x_test, y_test = _take(x, test_idx), y[test_idx]
+            del x, y
+            release_free_memory()
+            model.fit(x_train, y_train)
+            predictor = model
+        else:
+            # Validation rows for early stopping split off here, not by the estimator.
+            size = hgb.validation_size(estimator, len(train_idx))
+            fit_idx, val_idx = (
+                hgb.split_validation(
+                    train_idx, y, size, task is Task.classification, ev.random_state
+                )
+                if size is not None
+                else (train_idx, None)
+            )
+            splits = [fit_idx, test_idx] + ([val_idx] if val_idx is not None else [])
+            encoded = hgb.assemble(x, encoding, splits, train_idx)
+            x_train, x_test = encoded[0], encoded[1]
+            x_val = encoded[2] if val_idx is not None else None
+            y_train, y_test = y[fit_idx], y[test_idx]
+            y_val = y[val_idx] if val_idx is not None else None
+            del x, y, encoded
+            release_free_memory()
+            model = hgb.pipeline(estimator, encoding)
+            hgb.fit(estimator, x_train, y_train, x_val, y_val)
+            del x_val, y_val
+            # The test rows are encoded already: the estimator predicts them (what the
+            # served model answers for their raw values).
+            predictor = estimator
     except (ValueError, TypeError) as exc:
         raise RuntimeFailureError(contract.REASON_TRAINING_FAILED, f"fit failed: {exc}") from exc
     del x_train, y_train
-    pred = model.predict(x_test)
-    scores = evaluate(model, task, x_test, y_test, list(ev.metrics), pred)
+    pred = predictor.predict(x_test)
+    scores = evaluate(predictor, task, x_test, y_test, list(ev.metrics), pred)
     failed_gates = check_gates(scores, ev.min_scores)
     classes = [str(c) for c in model.classes_] if task is Task.classification else None
     report = fairness.evaluate(
