@@ -216,4 +216,3 @@ def fit(estimator: Any, x: Any, y: Any, x_val: Any = None, y_val: Any = None) ->
         estimator.fit(x, y, X_val=x_val, y_val=y_val)
     finally:
         estimator.set_params(early_stopping=stopping)
-
