@@ -292,6 +292,7 @@ def train(req: TrainRequest) -> TrainResult:
         return done
 
     started = time.monotonic()
+    return_large_blocks()
     estimator, task = make_estimator(
         req.estimator, dict(req.hyperparameters), req.evaluation.random_state
     )
@@ -306,6 +307,7 @@ def train(req: TrainRequest) -> TrainResult:
     has_cat = loaded.has_categorical
     groups = loaded.groups
     del loaded
+    release_free_memory()  # the batches' (Parquet: Arrow's pool keeps them)
     if req.sampling is not None and rows_read > req.sampling.max_rows:
         chosen = sample_rows(y_col, req, task)
         x, y_col = _take(x, chosen), y_col.iloc[chosen].reset_index(drop=True)
@@ -556,6 +558,35 @@ def sample_rows(target: Any, req: TrainRequest, task: Task) -> Any:
     return np.sort(chosen)
 
 
+def _libc() -> Any:
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+
+
+#: glibc's mallopt parameter, and the threshold it has by default before it adapts.
+_M_MMAP_THRESHOLD, _MMAP_THRESHOLD = -3, 128 * 1024
+
+
+def return_large_blocks() -> None:
+    """Map every allocation of 128 KiB or more afresh, so its pages go back to the
+    operating system when it is freed.
+
+    glibc raises that threshold (up to 32 MiB) each time such a block is freed, and
+    blocks below it then come from the heap, whose freed pages it keeps: batches of
+    columns read and dropped, the estimator's temporaries, tens to a hundred MiB that
+    would count in the peak.  A no-op where the C library is not glibc.
+    """
+    mallopt = getattr(_libc(), "mallopt", None)
+    if mallopt is not None:
+        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+
+
 def release_free_memory() -> None:
     """Give the pages of freed small allocations back to the operating system.
 
@@ -564,15 +595,7 @@ def release_free_memory() -> None:
     the profile leave about 100 MiB per 10^6 rows that would count in the peak.
     A no-op where the C library is not glibc.
     """
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        trim = getattr(libc, "malloc_trim", None)
-    except OSError:
-        return
+    trim = getattr(_libc(), "malloc_trim", None)
     if trim is not None:
         trim(0)
     pyarrow = sys.modules.get("pyarrow")
