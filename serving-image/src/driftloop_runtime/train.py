@@ -324,6 +324,7 @@ def train(req: TrainRequest) -> TrainResult:
     if not keep.all():
         x, y = _take(x, np.flatnonzero(keep)), y[keep]
         groups = _take_groups(groups, np.flatnonzero(keep))
+    del keep
     rows = len(y)
 
     num_idx = [i for i, f in enumerate(req.dataset.features) if f.type is FeatureType.numeric]
@@ -368,7 +369,7 @@ def train(req: TrainRequest) -> TrainResult:
         if encoding is None:
             x_train, y_train = _take(x, train_idx), y[train_idx]
             x_test, y_test = _take(x, test_idx), y[test_idx]
-            del x, y
+            del x, y, train_idx, test_idx
             release_free_memory()
             model.fit(x_train, y_train)
             predictor = model
@@ -388,7 +389,8 @@ def train(req: TrainRequest) -> TrainResult:
             x_val = encoded[2] if val_idx is not None else None
             y_train, y_test = y[fit_idx], y[test_idx]
             y_val = y[val_idx] if val_idx is not None else None
-            del x, y, encoded
+            # Row numbers too: 8 bytes a row (0.05x the numeric matrix of 20 features).
+            del x, y, encoded, splits, train_idx, test_idx, fit_idx, val_idx
             release_free_memory()
             model = hgb.pipeline(estimator, encoding)
             hgb.fit(estimator, x_train, y_train, x_val, y_val)
