@@ -199,9 +199,10 @@ def _served_rows(frame: Any, color: str) -> Any:
 @pytest.mark.parametrize(
     ("hyperparameters", "nan", "steps", "categorical"),
     [
-        # the categories as they are: no one-hot columns
-        ({}, False, ["model"], [False] * 4 + [True]),
-        # imputed numbers first, then the categories as ordinals
+        # the categories as codes (the served model's first step maps the strings to
+        # them): no one-hot columns
+        ({}, False, ["preprocess", "model"], [False] * 4 + [True]),
+        # and the missing numbers imputed (with the training rows' medians)
         ({}, True, ["preprocess", "model"], [False] * 4 + [True]),
         # 3 colours, 2 bins: one-hot, as for every other estimator
         ({"max_bins": 2}, False, ["preprocess", "model"], "from_dtype"),

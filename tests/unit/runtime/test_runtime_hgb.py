@@ -1,0 +1,205 @@
+"""HistGradientBoosting* fitted on rows the runtime encoded (driftloop_runtime.hgb): the
+served model answers raw rows as the estimator answers their codes, as the estimator's
+own encoding of the raw rows would, and the validation rows are split as it would."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import driftloop_contract as contract
+from driftloop_contract import TrainRequest
+from driftloop_runtime import artifacts, hgb
+from driftloop_runtime.train import make_pipeline, train
+
+LEVELS = ["violet", "red", "__missing__", "blue", "green"]  # first-seen order, unsorted
+
+
+def _spec() -> contract.DatasetSpec:
+    return contract.DatasetSpec.model_validate(
+        {
+            "source": "/nowhere.csv",
+            "features": [
+                {"name": "a"},
+                {"name": "c1", "type": "categorical"},
+                {"name": "b"},
+                {"name": "c", "type": "numeric"},
+                {"name": "c2", "type": "categorical"},
+            ],
+            "target": "y",
+        }
+    )
+
+
+def _frame(rows: int, nan: bool, seed: int = 3) -> tuple[pd.DataFrame, np.ndarray]:
+    """Training columns as stream.training_data keeps them (positions as labels,
+    categories in first-seen order) and a class label per row."""
+    rng = np.random.default_rng(seed)
+    numbers = rng.normal(size=(rows, 3))
+    if nan:
+        numbers[rng.random((rows, 3)) < 0.1] = np.nan
+    c1 = rng.integers(0, len(LEVELS), rows)
+    c2 = rng.integers(0, 3, rows)
+    score = np.nan_to_num(numbers[:, 0]) + (c1 == 1) - (c2 == 2) + rng.normal(0, 0.5, rows)
+    y = np.where(score > 0.3, "yes", "no").astype(object)
+    frame = pd.DataFrame(
+        {
+            0: numbers[:, 0],
+            1: pd.Categorical.from_codes(c1, pd.Index(LEVELS, dtype=object)),
+            2: numbers[:, 1],
+            3: numbers[:, 2],
+            4: pd.Categorical.from_codes(c2, pd.Index(["z", "x", "y"], dtype=object)),
+        }
+    )
+    return frame, y
+
+
+def _served(frame: pd.DataFrame) -> np.ndarray:
+    """The rows as the server hands them to the model: an object matrix."""
+    x = np.empty(frame.shape, dtype=object)
+    for j in range(frame.shape[1]):
+        x[:, j] = frame[j].astype(object).to_numpy()
+    return x
+
+
+def _estimator(**params: Any) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=15, random_state=0, **params)
+
+
+@pytest.mark.parametrize("nan", [False, True])
+def test_the_served_model_answers_raw_rows_as_the_estimator_its_codes(
+    nan: bool, tmp_path: Path
+) -> None:
+    spec = _spec()
+    frame, y = _frame(3000, nan)
+    train_idx = np.random.default_rng(0).permutation(2400)
+    test_idx = np.arange(2400, 3000)
+    raw_test = _served(frame.iloc[test_idx])
+
+    # As before: the estimator encodes the raw training rows itself (no early stopping
+    # at this size, so the same rows in the same order train both).
+    before = make_pipeline(_estimator(), spec, nan, native=True)
+    before.fit(frame.iloc[train_idx].reset_index(drop=True), y[train_idx])
+
+    enc = hgb.encoding(spec, frame, nan)
+    assert enc is not None
+    assert enc.categories[1] == sorted(LEVELS)
+    x_train, x_test = hgb.assemble(frame.copy(), enc, [train_idx, test_idx], train_idx)
+    assert isinstance(x_train, pd.DataFrame)
+    assert list(x_train.columns) == [0, 1, 2, 3, 4]
+    assert not np.isnan(x_train[[0, 2, 3]].to_numpy()).any()  # imputed, if missing
+    estimator = _estimator()
+    model = hgb.pipeline(estimator, enc)
+    hgb.fit(estimator, x_train, y[train_idx])
+    assert model[-1].categorical_features == [False, True, False, False, True]
+
+    want = estimator.predict_proba(x_test)
+    assert np.array_equal(model.predict_proba(raw_test), want)
+    # The same model as the estimator's own encoding of the strings gives.
+    assert np.allclose(before.predict_proba(raw_test), want, rtol=0, atol=1e-12)
+    assert (model.predict(raw_test) == before.predict(raw_test)).all()
+
+    # An unseen category and a missing one answer as missing codes do.
+    odd = raw_test[:4].copy()
+    odd[0, 1], odd[1, 4], odd[2, 1], odd[3, 4] = "purple", "w", None, np.nan
+    codes = x_test.iloc[:4].astype({1: np.float64, 4: np.float64})
+    codes.loc[[0, 2], 1] = np.nan
+    codes.loc[[1, 3], 4] = np.nan
+    assert np.array_equal(model.predict_proba(odd), estimator.predict_proba(codes))
+    if nan:  # a missing number takes the training rows' median
+        odd[0, 2] = None
+        codes.loc[0, 2] = enc.medians[2]
+        assert np.array_equal(model.predict_proba(odd), estimator.predict_proba(codes))
+
+    # The skops file loads with the trusted types and answers the same.
+    path = tmp_path / contract.MODEL_FILE
+    artifacts.dump_model(model, path)
+    loaded = artifacts.load_model(path)
+    assert np.array_equal(loaded.predict_proba(raw_test), want)
+
+
+def test_all_numeric_rows_are_one_fortran_matrix() -> None:
+    spec = contract.DatasetSpec.model_validate(
+        {"source": "/nowhere.csv", "features": [{"name": "a"}, {"name": "b"}], "target": "y"}
+    )
+    x = np.asfortranarray(np.random.default_rng(1).normal(size=(50, 2)))
+    enc = hgb.encoding(spec, x, numeric_has_nan=False)
+    assert enc is not None
+    rows = np.arange(10, 30)
+    (got,) = hgb.assemble(x, enc, [rows], rows)
+    assert got.flags.f_contiguous
+    assert np.array_equal(got, x[rows])
+    model = hgb.pipeline(_estimator(), enc)
+    assert [name for name, _ in model.steps] == ["model"]
+
+
+def test_a_numeric_feature_without_values_takes_the_usual_path() -> None:
+    frame, _ = _frame(100, nan=True)
+    frame[2] = np.nan
+    assert hgb.encoding(_spec(), frame, numeric_has_nan=True) is None
+
+
+@pytest.mark.parametrize(
+    ("params", "rows", "size"),
+    [
+        ({}, 10_000, None),  # "auto": off up to 10 000 rows
+        ({}, 10_001, 0.1),
+        ({"early_stopping": True}, 100, 0.1),
+        ({"early_stopping": False}, 10**6, None),
+        ({"validation_fraction": None}, 10**6, None),  # stops on the training loss
+        ({"validation_fraction": 500}, 10**6, 500),
+    ],
+)
+def test_validation_size_follows_the_estimator(
+    params: dict[str, Any], rows: int, size: Any
+) -> None:
+    assert hgb.validation_size(_estimator(**params), rows) == size
+
+
+def test_the_validation_split_is_stratified_and_seeded() -> None:
+    y = np.array(["a"] * 9000 + ["b"] * 1000 + ["c"] * 2000, dtype=object)
+    train_idx = np.random.default_rng(5).permutation(len(y))[:11_000]
+    fit_idx, val_idx = hgb.split_validation(train_idx, y, 0.1, True, seed=7)
+    assert len(val_idx) == 1100
+    assert len(fit_idx) == 9900
+    assert sorted([*fit_idx, *val_idx]) == sorted(train_idx)
+    for label in "abc":
+        share = np.mean(y[train_idx] == label)
+        assert np.mean(y[val_idx] == label) == pytest.approx(share, abs=0.002)
+    again = hgb.split_validation(train_idx, y, 0.1, True, seed=7)
+    assert np.array_equal(again[1], val_idx)
+    _, regression = hgb.split_validation(train_idx, y, 500, False, seed=7)
+    assert len(regression) == 500
+
+
+def test_train_early_stops_on_the_runtime_split(tmp_path: Path) -> None:
+    frame, y = _frame(15_000, nan=False)
+    source = pd.DataFrame({name: frame[j] for j, name in enumerate(["a", "c1", "b", "c", "c2"])})
+    source["y"] = y
+    source.to_csv(tmp_path / "data.csv", index=False)
+    spec = _spec().model_dump(by_alias=True)
+    req = {
+        "modelName": "m",
+        "estimator": "HistGradientBoostingClassifier",
+        "hyperparameters": {"max_iter": 30},
+        "dataset": {**spec, "source": str(tmp_path / "data.csv"), "task": "classification"},
+        "outputDir": str(tmp_path / "v1"),
+    }
+    result = train(TrainRequest.model_validate(req))
+    assert result.ok, result
+    assert result.rows == 15_000
+    model = artifacts.load_model(tmp_path / "v1" / contract.MODEL_FILE)
+    estimator = model[-1]
+    assert estimator.do_early_stopping_
+    assert estimator.get_params()["early_stopping"] == "auto"  # as requested
+    # Its validation scores: on the runtime's validation rows.
+    assert len(estimator.validation_score_) == estimator.n_iter_ + 1
+    served = _served(frame.iloc[:50])
+    assert len(model.predict(served)) == 50
+    assert result.metrics["accuracy"] > 0.7
