@@ -48,11 +48,13 @@ def evaluate_retraining(
     observations: list[dict[str, Any]] = []
     serving = status.fields.get("servingVersion", current.get("servingVersion"))
     errors: list[PrometheusError] = []
+    queried = False
     for trigger in retraining.effective_triggers(policy.triggers, str(spec.monitoring.method)):
         before = previous.get(trigger.name)
         if not retraining.due(before, policy.interval, ctx.now):
             observations.append(dict(before or {}))
             continue
+        queried = True
         query = trigger.query or retraining.default_query(
             namespace,
             name,
@@ -77,8 +79,12 @@ def evaluate_retraining(
     status.wake_in(retraining.next_due(observations, policy.interval, ctx.now))
     if errors:
         status.condition("DriftMonitoring", False, errors[0].reason, errors[0].message)
-    else:
+    elif queried:
         status.condition("DriftMonitoring", True, "Observed", "Prometheus queries succeed")
+    else:
+        # No query ran in this pass (none due): the last queries' outcome still stands.
+        # Calling it success here flipped an outage back to True between two readings.
+        status.keep("DriftMonitoring")
 
 
 def _retrain(

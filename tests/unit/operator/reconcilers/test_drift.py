@@ -232,11 +232,12 @@ CASES = [
         ),
     ),
     Case(
-        "interval not due: the previous reading is kept",
+        "interval not due: the previous reading is kept; no query, no verdict on Prometheus",
         policy=retraining(interval="30s"),
         drift=(observation(0.3, later(-29), since=later(-29)),),
         queries=(),
         observations=(observation(0.3, later(-29), since=later(-29)),),
+        monitoring=None,
     ),
     Case(
         "interval due: read again",
@@ -582,6 +583,34 @@ def test_evaluate_retraining(case: Case) -> None:
     if case.serving:  # retraining never disturbs serving
         assert found["Ready"] == ("True", "Serving")
         assert outcome.phase == "Serving"
+
+
+def test_an_outage_stays_named_between_readings() -> None:
+    """Found by tests/faults (test_prometheus_outage_while_a_trigger_fires): a pass in
+    which no trigger was due said "Prometheus queries succeed", so during an outage
+    DriftMonitoring flipped False/True with every reconcile, and a write each time."""
+    kube = seeded(deployment(), model_version(1))
+    serve(kube)
+    edit_spec(retraining=retraining(interval="30s"))(kube)
+    kube.writes.clear()
+    down = PrometheusError("PrometheusUnreachable", "connection refused")
+    run(kube, prometheus=Answers(down))
+    assert conditions_of(deployment_status(kube))["DriftMonitoring"] == (
+        "False",
+        "PrometheusUnreachable",
+    )
+    written = len(kube.writes)
+
+    prometheus = Answers(0.05)
+    run(kube, now=later(10), prometheus=prometheus)  # no trigger due: nothing is read
+    assert prometheus.queries == []
+    status = deployment_status(kube)
+    assert conditions_of(status)["DriftMonitoring"] == ("False", "PrometheusUnreachable")
+    assert message_of(status, "DriftMonitoring") == "connection refused"
+    assert len(kube.writes) == written
+
+    run(kube, now=later(30), prometheus=prometheus)  # due: read, and it succeeds
+    assert conditions_of(deployment_status(kube))["DriftMonitoring"] == ("True", "Observed")
 
 
 def test_the_retraining_run_comes_from_the_template() -> None:
