@@ -53,13 +53,24 @@ def selector_terms(selector: str) -> list[tuple[str, str]]:
     return terms
 
 
+def _subject(obj: Mapping[str, Any]) -> str | None:
+    """The uid of the object an Event is about (None for other kinds)."""
+    if obj.get("kind") != "Event":
+        return None
+    return (obj.get("involvedObject") or {}).get("uid") or None
+
+
 class ObjectCache:
-    """Objects by scope and name, with a label index so selector lists do not scan."""
+    """Objects by scope and name, with a label index so selector lists do not scan, and
+    an index of Events by the uid of the object they are about: a run waiting behind a
+    quota reads its Job's Events on every wake, and a namespace of thousands of such
+    runs holds thousands of Events."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._objects: dict[Scope, dict[str, dict[str, Any]]] = {}
         self._by_label: dict[tuple[Scope, str, str], set[str]] = {}
+        self._by_subject: dict[tuple[Scope, str], set[str]] = {}
 
     def __len__(self) -> int:
         with self._lock:
@@ -82,6 +93,9 @@ class ObjectCache:
             names[meta["name"]] = stored
             for key, value in (meta.get("labels") or {}).items():
                 self._by_label.setdefault((scope, key, value), set()).add(meta["name"])
+            subject = _subject(stored)
+            if subject is not None:
+                self._by_subject.setdefault((scope, subject), set()).add(meta["name"])
 
     def remove(self, api_version: str, kind: str, namespace: str, name: str) -> None:
         scope = (api_version, kind, namespace)
@@ -93,11 +107,10 @@ class ObjectCache:
     def _unindex(self, scope: Scope, obj: Mapping[str, Any]) -> None:
         name = obj["metadata"]["name"]
         for key, value in (obj["metadata"].get("labels") or {}).items():
-            names = self._by_label.get((scope, key, value))
-            if names is not None:
-                names.discard(name)
-                if not names:
-                    del self._by_label[(scope, key, value)]
+            _discard(self._by_label, (scope, key, value), name)
+        subject = _subject(obj)
+        if subject is not None:
+            _discard(self._by_subject, (scope, subject), name)
 
     # ------------------------------------------------------------------ reads
 
@@ -126,6 +139,14 @@ class ObjectCache:
                     found.append(copy.deepcopy(obj))
             return found
 
+    def events_about(self, namespace: str, uid: str) -> builtins.list[Obj]:
+        """The cached Events of ``namespace`` about the object with ``uid``."""
+        scope = ("v1", "Event", namespace)
+        with self._lock:
+            objects = self._objects.get(scope, {})
+            names = sorted(self._by_subject.get((scope, uid), ()))
+            return [copy.deepcopy(objects[name]) for name in names]
+
     def names(self, api_version: str, kind: str) -> builtins.list[tuple[str, str]]:
         """(namespace, name) of every cached object of a kind."""
         with self._lock:
@@ -135,6 +156,14 @@ class ObjectCache:
                 if scope[:2] == (api_version, kind)
                 for name in objects
             ]
+
+
+def _discard(index: dict[Any, set[str]], key: Any, name: str) -> None:
+    names = index.get(key)
+    if names is not None:
+        names.discard(name)
+        if not names:
+            del index[key]
 
 
 def _older(new: Mapping[str, Any], old: Mapping[str, Any]) -> bool:
@@ -217,7 +246,7 @@ class CachedKube(ForwardingKube):
         return self.cache.list("v1", "Pod", namespace, selector)
 
     def list_events(self, namespace: str, kind: str, name: str, uid: str) -> builtins.list[Obj]:
-        return events_about(self.cache.list("v1", "Event", namespace), kind, name, uid)
+        return events_about(self.cache.events_about(namespace, uid), kind, name, uid)
 
     def get_deployment(self, namespace: str, name: str) -> Obj | None:
         return self.cache.get("apps/v1", "Deployment", namespace, name)

@@ -86,3 +86,31 @@ def test_the_cached_client_reads_its_own_writes_without_asking_the_server() -> N
     kube.create({"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "ml"}})
     assert cache.list("v1", "Event", "ml") == []  # our own Events are not cached
     assert kube.list(MODEL_VERSION, "ml") == []
+
+
+def _event(name: str, rv: str, job: str, job_uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": "ml", "uid": f"{name}-uid", "resourceVersion": rv},
+        "involvedObject": {"kind": "Job", "name": job, "uid": job_uid},
+        "reason": "FailedCreate",
+    }
+
+
+def test_events_are_read_by_the_object_they_are_about_without_a_scan() -> None:
+    cache = ObjectCache()
+    for i in range(3):
+        cache.put(_event(f"a{i}", "1", "a", "a-uid"))
+    cache.put(_event("b0", "1", "b", "b-uid"))
+    cache.put(_event("old", "1", "a", "a-old-uid"))  # a deleted namesake's: an hour left
+    kube = CachedKube(FakeKube(), cache)
+    about_a = [e["metadata"]["name"] for e in kube.list_events("ml", "Job", "a", "a-uid")]
+    assert about_a == ["a0", "a1", "a2"]
+    assert [e["metadata"]["name"] for e in cache.events_about("ml", "b-uid")] == ["b0"]
+    assert cache.events_about("other", "a-uid") == []
+    # An Event re-pointed (never in practice, but the index must follow) and one removed.
+    cache.put(_event("a0", "2", "b", "b-uid"))
+    cache.remove("v1", "Event", "ml", "a1")
+    assert [e["metadata"]["name"] for e in cache.events_about("ml", "a-uid")] == ["a2"]
+    assert [e["metadata"]["name"] for e in cache.events_about("ml", "b-uid")] == ["a0", "b0"]
