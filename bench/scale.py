@@ -15,6 +15,8 @@ TrainingRuns as fast as 8 client threads can, then measure:
 * the API requests the operator's reconcilers send per second (its own
   ``driftloop_operator_api_requests_total``) during the burst and while idle for
   ``--idle`` seconds with everything pending, and how many of those were writes;
+* the settle: time until every run names the quota refusing its pods (its Job's
+  first ``FailedCreate``, which the Job controller reports late at 5,000), then idle;
 * ``--deployments`` driftloop Deployments with a retraining policy are created first
   (they wait for a version: their predictors cannot start), so idle includes them.
 
@@ -62,10 +64,11 @@ from driftloop_testkit.driftloop import (
     delete_artifact_store,
     stage_file,
 )
-from driftloop_testkit.scenarios import ready_dataset
+from driftloop_testkit.scenarios import has_reason, ready_dataset
 
-#: The last commit whose operator polled every unfinished object on a kopf timer.
-DEFAULT_PEER_REF = "3841afd"
+#: The last commit whose operator polled every unfinished object on a kopf timer (the
+#: parent of the one that made reconciles event-driven).
+DEFAULT_PEER_REF = "b0348a2"
 WRITE_VERBS = ("create", "patch", "update", "delete", "apply")
 
 
@@ -88,6 +91,11 @@ class Sample:
     burst_server_errors: float = 0.0
     server_idle_writes: float = 0.0
     finished: bool = True
+    #: Seconds from the last Job to every run naming its quota refusal (the settled,
+    #: pending state idle is measured in), how many did, and the status writes meanwhile.
+    settle_seconds: float = 0.0
+    refusals_named: int = 0
+    settle_writes: float = 0.0
     #: The operator's requests by "verb resource" (api_requests_by_call).
     burst_calls: Counter[str] = field(default_factory=Counter)
     idle_calls: Counter[str] = field(default_factory=Counter)
@@ -196,6 +204,7 @@ def run_one(
     size: int,
     deployments: int,
     idle: float,
+    settle: float = 900,
     trace_memory: bool = False,
 ) -> Sample:
     core, batch, custom = (
@@ -268,15 +277,26 @@ def run_one(
         sample.burst_calls = api_requests_by_call(operator) - calls0
         sample.burst_server_errors = apiserver_requests(Kubectl(kubeconfig))[2] - errors0
         jobs.stop()
-        # The tail of the burst settles: status writes after the Jobs, queued Events.
-        settle_until = time.monotonic() + 300
-        before = api_requests(operator)[1]
+        # Settle before idle: the Job controller (20 requests/s of its own) works through
+        # the Jobs, and each run records the quota refusal once when its Job's first
+        # FailedCreate arrives, minutes after the burst at 5,000. Idle is measured once
+        # every run names it (or --settle passes), and its status writes have stopped.
+        settle_started, settle_w0 = time.monotonic(), api_requests(operator)[1]
+        settle_until = settle_started + settle
         while time.monotonic() < settle_until:
+            sample.refusals_named = quota_refusals_named(custom, ns)
+            if sample.refusals_named == size:
+                break
+            time.sleep(30)
+        sample.settle_seconds = time.monotonic() - settle_started
+        before = api_requests(operator)[1]
+        while time.monotonic() < settle_until + 60:
             time.sleep(10)
             now_writes = api_requests(operator)[1]
             if now_writes == before:
                 break
             before = now_writes
+        sample.settle_writes = before - settle_w0
         kubectl = Kubectl(kubeconfig)
         cpu1, (req1, wr1) = probe.cpu_seconds(), api_requests(operator)
         calls1 = api_requests_by_call(operator)
@@ -320,10 +340,17 @@ def run_one(
     return sample
 
 
+def quota_refusals_named(custom: Any, ns: str) -> int:
+    """Runs whose Ready condition names the quota refusing their pods."""
+    runs = custom.list_namespaced_custom_object(GROUP, VERSION, ns, "trainingruns")["items"]
+    return sum(1 for run in runs if has_reason("QuotaExceeded")(run))
+
+
 def report(samples: list[Sample], goals: dict[int, float]) -> None:
     print(
         f"\n{'operator':<14} {'runs':>6} {'drain s':>8} {'runs/s':>7} {'p50 s':>7} {'p99 s':>7} "
         f"{'RSS MB start/peak/settled':>26} {'CPU burst s':>11} {'req/s burst':>11} "
+        f"{'settled s':>9} {'named':>6} {'settle writes':>13} "
         f"{'idle req/s':>10} {'idle writes':>11} {'idle CPU %':>10} {'server idle req/s':>17}"
     )
     for s in samples:
@@ -337,10 +364,15 @@ def report(samples: list[Sample], goals: dict[int, float]) -> None:
         print(
             f"{s.label:<14} {s.size:>6} {drain:>8} {rate:>7.1f} {percentile(lat, 0.5):>7.2f} "
             f"{percentile(lat, 0.99):>7.2f} {rss:>26} {s.cpu_burst_s:>11.1f} {burst_rps:>11.1f} "
+            f"{s.settle_seconds:>9.1f} {s.refusals_named:>6} {s.settle_writes:>13.0f} "
             f"{idle_rps:>10.2f} {s.idle_writes:>11.0f} {idle_cpu:>10.1f} "
             f"{s.server_idle_requests / max(s.idle_seconds, 1e-9):>17.2f}"
         )
-    print("('!': not every run had its Job when the wait ended)")
+    print(
+        "('!': not every run had its Job when the wait ended; settled s: after the last Job,"
+        " until 'named' runs named their quota refusal, 'settle writes' the status writes"
+        " meanwhile)"
+    )
     for s in samples:
         for phase, calls in (("burst", s.burst_calls), ("idle", s.idle_calls)):
             if calls:
@@ -371,7 +403,18 @@ def main() -> int:
     parser.add_argument("--sizes", default="1000,5000")
     parser.add_argument("--deployments", type=int, default=200)
     parser.add_argument("--idle", type=float, default=300)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=900,
+        help="at most this long for every run to name its quota refusal before idle",
+    )
     parser.add_argument("--peer-ref", default=DEFAULT_PEER_REF, help="'' to skip the peer")
+    parser.add_argument(
+        "--peer-sizes",
+        default="1000",
+        help="the sizes the peer runs too (its 5,000 takes the cluster for half an hour)",
+    )
     parser.add_argument(
         "--trace-memory",
         type=int,
@@ -392,18 +435,36 @@ def main() -> int:
         )
     samples: list[Sample] = []
     try:
+        peer_sizes = {int(s) for s in args.peer_sizes.split(",") if s}
         for size in (int(s) for s in args.sizes.split(",")):
-            samples.append(run_one(api, "driftloop", None, size, args.deployments, args.idle))
+            samples.append(
+                run_one(api, "driftloop", None, size, args.deployments, args.idle, args.settle)
+            )
             report(samples, {1000: 50.0, 5000: 250.0})
-            if peer_dir is not None:
+            if peer_dir is not None and size in peer_sizes:
                 samples.append(
                     run_one(
-                        api, f"peer@{args.peer_ref}", peer_dir, size, args.deployments, args.idle
+                        api,
+                        f"peer@{args.peer_ref}",
+                        peer_dir,
+                        size,
+                        args.deployments,
+                        args.idle,
+                        args.settle,
                     )
                 )
                 report(samples, {1000: 50.0, 5000: 250.0})
         if args.trace_memory:
-            run_one(api, "driftloop", None, args.trace_memory, args.deployments, 10, True)
+            run_one(
+                api,
+                "driftloop",
+                None,
+                args.trace_memory,
+                args.deployments,
+                10,
+                0,
+                trace_memory=True,
+            )
     finally:
         if peer_dir is not None:
             subprocess.run(
