@@ -39,6 +39,7 @@ from driftloop_testkit.driftloop import (
     OperatorProcess,
     create_artifact_store,
     delete_artifact_store,
+    install_crds,
     stage_file,
 )
 from driftloop_testkit.scenarios import ready_dataset
@@ -85,6 +86,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=10)
     args = parser.parse_args()
     kubeconfig = os.environ.get("KUBECONFIG", str(EMBEDDED_KUBECONFIG))
+    install_crds(Kubectl(kubeconfig))  # a fresh cluster has none
     api = config.new_client_from_config(config_file=kubeconfig)
     core, batch, custom = (
         client.CoreV1Api(api),

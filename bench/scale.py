@@ -62,6 +62,7 @@ from driftloop_testkit.driftloop import (
     OperatorProcess,
     create_artifact_store,
     delete_artifact_store,
+    install_crds,
     stage_file,
 )
 from driftloop_testkit.scenarios import has_reason, ready_dataset
@@ -424,6 +425,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     kubeconfig = os.environ.get("KUBECONFIG", str(EMBEDDED_KUBECONFIG))
+    install_crds(Kubectl(kubeconfig))  # a fresh cluster has none
     api = config.new_client_from_config(config_file=kubeconfig)
     peer_dir: Path | None = None
     if args.peer_ref:

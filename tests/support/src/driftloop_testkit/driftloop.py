@@ -42,11 +42,16 @@ PLURALS = {
 ARTIFACT_PVC = "driftloop-artifacts"
 
 
-@pytest.fixture(scope="session")
-def crds(kubectl: Kubectl) -> None:
+def install_crds(kubectl: Kubectl) -> None:
+    """Apply the generated CRDs and wait until the API server serves them."""
     kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     for plural in PLURALS.values():
         kubectl("wait", "--for=condition=Established", f"crd/{plural}.{GROUP}", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Kubectl) -> None:
+    install_crds(kubectl)
 
 
 @pytest.fixture(scope="session")
