@@ -328,7 +328,7 @@ def train(req: TrainRequest) -> TrainResult:
     rows = len(y)
 
     num_idx = [i for i, f in enumerate(req.dataset.features) if f.type is FeatureType.numeric]
-    numeric_has_nan = any(bool(np.isnan(_column(x, j)).any()) for j in num_idx)
+    numeric_has_nan = any(bool(np.isnan(stream.column(x, j)).any()) for j in num_idx)
     categories = max(
         (len(x[j].cat.categories) for j in range(x.shape[1]) if j not in num_idx), default=0
     )
@@ -615,10 +615,6 @@ def _take(features: Any, rows: Any) -> Any:
 def _take_groups(groups: dict[str, Any], rows: Any) -> dict[str, Any]:
     """The given rows of each sensitive feature's group labels."""
     return {name: labels[rows] for name, labels in groups.items()}
-
-
-def _column(features: Any, j: int) -> Any:
-    return features[j].to_numpy() if hasattr(features, "iloc") else features[:, j]
 
 
 def _load_for_training(req: TrainRequest, task: Task) -> tuple[stream.TrainingData, str]:
