@@ -616,6 +616,13 @@ def return_large_blocks() -> None:
     columns read and dropped, the estimator's temporaries, tens to a hundred MiB that
     would count in the peak.  A no-op where the C library is not glibc.
 
+    The setting is process-wide and is never undone: every thread and every later
+    allocation of the process gets it, and glibc stops adapting the threshold.  That
+    is acceptable because train() runs in the training Job's own process
+    (``driftloop-runtime train``), which does nothing else and exits after the run, so
+    the cost (a system call and fresh pages per large allocation) falls on that run
+    alone.  (Unit tests calling train() leave it set in the test process: slower
+    large allocations there, nothing else.)
     """
     mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is not None:
