@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from driftloop_contract import DatasetSpec, FeatureType
+from driftloop_runtime import stream
 
 #: The estimator's own rule for early_stopping="auto" (more rows than this: on).
 AUTO_EARLY_STOPPING_ROWS = 10_000
@@ -62,13 +63,9 @@ def encoding(spec: DatasetSpec, features: Any, numeric_has_nan: bool) -> Encodin
         if f.type is FeatureType.categorical:
             names = [str(c) for c in features[j].cat.categories]
             categories[j] = sorted(names)
-        elif numeric_has_nan and not np.isfinite(_numbers(features, j)).any():
+        elif numeric_has_nan and not np.isfinite(stream.column(features, j)).any():
             return None
     return Encoding(spec, categories, numeric_has_nan)
-
-
-def _numbers(features: Any, j: int) -> Any:
-    return features[j].to_numpy() if hasattr(features, "iloc") else features[:, j]
 
 
 def validation_size(estimator: Any, rows: int) -> float | int | None:
@@ -132,7 +129,7 @@ def assemble(features: Any, enc: Encoding, splits: list[Any], median_rows: Any) 
             del coded
         else:
             k = num_pos.index(j)
-            values = _numbers(features, j)
+            values = stream.column(features, j)
             median = float(np.nanmedian(values[median_rows])) if enc.impute else None
             if median is not None:
                 enc.medians[j] = median

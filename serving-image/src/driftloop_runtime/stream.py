@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -272,6 +272,12 @@ class TrainingData:
     @property
     def has_categorical(self) -> bool:
         return not isinstance(self.features, np.ndarray)
+
+
+def column(features: Any, j: int) -> np.ndarray:
+    """Column ``j`` of TrainingData.features (a positional frame or a 2-D array) as an array."""
+    col = features[j].to_numpy() if hasattr(features, "iloc") else features[:, j]
+    return cast(np.ndarray, col)
 
 
 def training_data(staged: Staged, fmt: str, spec: DatasetSpec, task: Any) -> TrainingData:

@@ -179,6 +179,35 @@ def make_pipeline(
     )
 
 
+def _fit_served_model(
+    estimator: Any,
+    spec: contract.DatasetSpec,
+    numeric_has_nan: bool,
+    native: bool,
+    encoding: hgb.Encoding | None,
+    x_train: Any,
+    y_train: Any,
+    x_val: Any = None,
+    y_val: Any = None,
+) -> tuple[Any, Any]:
+    """The served model (it takes the raw feature matrix: spec order, category
+    strings), fitted, and what predicts the test rows as they were split.
+
+    Without ``encoding``: make_pipeline's, fitted on the raw rows, and it predicts the
+    raw test rows itself.  With it (see driftloop_runtime.hgb): hgb.pipeline's, whose
+    estimator is fitted on the rows encoded by hgb.assemble (``x_val``: early
+    stopping's validation rows, if any); the test rows are encoded already, so the
+    estimator predicts them (what the served model answers for their raw values).
+    """
+    if encoding is None:
+        model = make_pipeline(estimator, spec, numeric_has_nan, native)
+        model.fit(x_train, y_train)
+        return model, model
+    model = hgb.pipeline(estimator, encoding)  # after hgb.assemble: it set the medians
+    hgb.fit(estimator, x_train, y_train, x_val, y_val)
+    return model, estimator
+
+
 # --------------------------------------------------------------------------- #
 # Evaluation
 # --------------------------------------------------------------------------- #
@@ -328,17 +357,14 @@ def train(req: TrainRequest) -> TrainResult:
     rows = len(y)
 
     num_idx = [i for i, f in enumerate(req.dataset.features) if f.type is FeatureType.numeric]
-    numeric_has_nan = any(bool(np.isnan(_column(x, j)).any()) for j in num_idx)
+    numeric_has_nan = any(bool(np.isnan(stream.column(x, j)).any()) for j in num_idx)
     categories = max(
         (len(x[j].cat.categories) for j in range(x.shape[1]) if j not in num_idx), default=0
     )
     native = native_categorical(req.estimator, estimator, req.hyperparameters, categories)
     # HistGradientBoosting*: fitted on rows encoded here (see driftloop_runtime.hgb);
-    # the served model (model) encodes raw rows the same way.
+    # the served model (_fit_served_model) encodes raw rows the same way.
     encoding = hgb.encoding(req.dataset, x, numeric_has_nan) if native else None
-    model: Any = (
-        None if encoding else make_pipeline(estimator, req.dataset, numeric_has_nan, native)
-    )
 
     ev = req.evaluation
     features = [(f.name, f.type is FeatureType.categorical) for f in req.dataset.features]
@@ -366,13 +392,13 @@ def train(req: TrainRequest) -> TrainResult:
     test_groups = _take_groups(groups, test_idx)
     del stratify, groups
     try:
+        # The rows to fit and test on, then the full-size data goes before the fit.
+        x_val: Any = None
+        y_val: Any = None
         if encoding is None:
             x_train, y_train = _take(x, train_idx), y[train_idx]
             x_test, y_test = _take(x, test_idx), y[test_idx]
             del x, y, train_idx, test_idx
-            release_free_memory()
-            model.fit(x_train, y_train)
-            predictor = model
         else:
             # Validation rows for early stopping split off here, not by the estimator.
             size = hgb.validation_size(estimator, len(train_idx))
@@ -391,13 +417,19 @@ def train(req: TrainRequest) -> TrainResult:
             y_val = y[val_idx] if val_idx is not None else None
             # Row numbers too: 8 bytes a row (0.05x the numeric matrix of 20 features).
             del x, y, encoded, splits, train_idx, test_idx, fit_idx, val_idx
-            release_free_memory()
-            model = hgb.pipeline(estimator, encoding)
-            hgb.fit(estimator, x_train, y_train, x_val, y_val)
-            del x_val, y_val
-            # The test rows are encoded already: the estimator predicts them (what the
-            # served model answers for their raw values).
-            predictor = estimator
+        release_free_memory()
+        model, predictor = _fit_served_model(
+            estimator,
+            req.dataset,
+            numeric_has_nan,
+            native,
+            encoding,
+            x_train,
+            y_train,
+            x_val,
+            y_val,
+        )
+        del x_val, y_val
     except (ValueError, TypeError) as exc:
         raise RuntimeFailureError(contract.REASON_TRAINING_FAILED, f"fit failed: {exc}") from exc
     del x_train, y_train
@@ -583,6 +615,14 @@ def return_large_blocks() -> None:
     blocks below it then come from the heap, whose freed pages it keeps: batches of
     columns read and dropped, the estimator's temporaries, tens to a hundred MiB that
     would count in the peak.  A no-op where the C library is not glibc.
+
+    The setting is process-wide and is never undone: every thread and every later
+    allocation of the process gets it, and glibc stops adapting the threshold.  That
+    is acceptable because train() runs in the training Job's own process
+    (``driftloop-runtime train``), which does nothing else and exits after the run, so
+    the cost (a system call and fresh pages per large allocation) falls on that run
+    alone.  (Unit tests calling train() leave it set in the test process: slower
+    large allocations there, nothing else.)
     """
     mallopt = getattr(_libc(), "mallopt", None)
     if mallopt is not None:
@@ -615,10 +655,6 @@ def _take(features: Any, rows: Any) -> Any:
 def _take_groups(groups: dict[str, Any], rows: Any) -> dict[str, Any]:
     """The given rows of each sensitive feature's group labels."""
     return {name: labels[rows] for name, labels in groups.items()}
-
-
-def _column(features: Any, j: int) -> Any:
-    return features[j].to_numpy() if hasattr(features, "iloc") else features[:, j]
 
 
 def _load_for_training(req: TrainRequest, task: Task) -> tuple[stream.TrainingData, str]:
