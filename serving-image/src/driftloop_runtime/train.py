@@ -151,7 +151,13 @@ def make_pipeline(
                     "preprocess",
                     ColumnTransformer(
                         [
-                            ("numeric", SimpleImputer(strategy="median"), num_idx),
+                            # keep_empty_features: a numeric feature with no value
+                            # stays (as zeros), so the categorical mask above fits.
+                            (
+                                "numeric",
+                                SimpleImputer(strategy="median", keep_empty_features=True),
+                                num_idx,
+                            ),
                             ("categorical", ordinal, cat_idx),
                         ],
                         remainder="drop",

@@ -145,6 +145,17 @@ def test_a_numeric_feature_without_values_takes_the_usual_path() -> None:
     assert hgb.encoding(_spec(), frame, numeric_has_nan=True) is None
 
 
+def test_the_usual_path_fits_a_numeric_feature_without_values() -> None:
+    """The imputer keeps the empty column (as zeros): dropping it had left the estimator's
+    categorical mask one feature longer than its input ("fit failed")."""
+    frame, y = _frame(300, nan=True)
+    frame[2] = np.nan
+    model = make_pipeline(_estimator(), _spec(), numeric_has_nan=True, native=True)
+    model.fit(_served(frame), y)
+    assert model[-1].n_features_in_ == 5
+    assert len(model.predict(_served(frame.iloc[:7]))) == 7
+
+
 @pytest.mark.parametrize(
     ("params", "rows", "size"),
     [
