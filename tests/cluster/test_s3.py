@@ -16,7 +16,7 @@ import pytest
 
 import driftloop_contract as contract
 from driftloop_runtime import store
-from driftloop_testkit.cluster import Kubectl
+from driftloop_testkit.cluster import Kubectl, wait_for
 from driftloop_testkit.data import dataset_manifest, iris_csv
 from driftloop_testkit.driftloop import (
     OperatorProcess,
@@ -98,6 +98,41 @@ def test_data_to_prediction_through_s3(
     ).stdout
     assert f"downloaded {uri}" in logs
     verified_version(custom, namespace)
+
+
+def test_a_refreshed_dataset_keeps_only_its_current_profile(
+    s3_operator: OperatorProcess,
+    s3_secret: str,
+    s3_env: S3Server,
+    custom: Any,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """Each refresh window and version writes a profile; the earlier ones leave the bucket."""
+    local = tmp_path / "iris.csv"
+    local.write_text(iris_csv())
+    source = f"s3://{s3_env.bucket}/{namespace}/data/iris.csv"
+    store.put_file(local, source)
+    first = ready_dataset(custom, namespace, source, refresh_interval="15s")["status"]
+    first_dir = first["profileUri"].rsplit("/", 1)[0]
+    root, first_name = first_dir.rsplit("/", 1)
+
+    local.write_text(iris_csv(shift=0.5, seed=1))  # the source changes upstream
+    store.put_file(local, source)
+    wait_cr(
+        custom,
+        namespace,
+        "Dataset",
+        "iris",
+        lambda o: o.get("status", {}).get("version") not in (None, first["version"]),
+        timeout=300,
+    )
+    # Between one profile's write and its clean-up two entries exist; then one again.
+    wait_for(
+        lambda: len(names := store.listdir(root)) == 1 and first_name not in names,
+        timeout=120,
+        what=f"only the current profile under {root}",
+    )
 
 
 def test_missing_credentials_secret_is_reported(

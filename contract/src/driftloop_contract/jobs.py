@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ._base import Payload
 from .data import DatasetSpec
@@ -86,6 +86,21 @@ class ProfileRequest(Payload):
     #: layout.snapshot_root of the artifact store: a validated version is stored
     #: there under its digest (once).  None: no snapshot is kept.
     snapshot_root: str | None = Field(default=None, alias="snapshotRoot")
+    #: The parent of ``outputDir`` holding this Dataset's earlier profiles (one entry per
+    #: generation and refresh window).  Once this profile is written, every other entry
+    #: under it is removed: nothing reads a superseded profile.  None: nothing is removed.
+    superseded_profiles_root: str | None = Field(default=None, alias="supersededProfilesRoot")
+
+    @model_validator(mode="after")
+    def _output_dir_is_directly_under_the_superseded_root(self) -> ProfileRequest:
+        root = (self.superseded_profiles_root or "").rstrip("/")
+        name = self.output_dir.rstrip("/").removeprefix(root + "/")
+        if root and (name == self.output_dir.rstrip("/") or not name or "/" in name):
+            raise ValueError(
+                f"outputDir {self.output_dir!r} is not directly under "
+                f"supersededProfilesRoot {root!r}"
+            )
+        return self
 
 
 class ProfileResult(Payload):

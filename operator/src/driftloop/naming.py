@@ -82,5 +82,10 @@ def artifact_dir(root: str, model: str, run: str, run_uid: str) -> str:
     return f"{root}/models/{model}/{run}-{run_uid[:8]}"
 
 
+def dataset_profiles_root(root: str, dataset: str, uid: str) -> str:
+    """Where every profile of one Dataset object is written, one entry per version."""
+    return f"{root}/datasets/{dataset}-{uid[:8]}"
+
+
 def dataset_profile_dir(root: str, dataset: str, uid: str, generation: int, refresh: int) -> str:
-    return f"{root}/datasets/{dataset}-{uid[:8]}/g{generation}-r{refresh}"
+    return f"{dataset_profiles_root(root, dataset, uid)}/g{generation}-r{refresh}"

@@ -191,6 +191,23 @@ def listdir(prefix: str) -> list[str]:
     return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in paths)
 
 
+def delete_tree(prefix: str) -> int:
+    """Delete every object under ``prefix`` (a "directory"); return how many went."""
+    bucket, key = split(prefix)
+    try:
+        s3 = client(bucket)
+        import obstore
+
+        paths = [obj["path"] for batch in obstore.list(s3, prefix=key) for obj in batch]
+        if paths:
+            obstore.delete(s3, paths)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise _fail("delete", prefix, exc) from exc
+    return len(paths)
+
+
 def read_manifest(prefix: str) -> dict[str, Any] | None:
     """The committed manifest of an artifact set, or None when it is not committed."""
     uri = join(prefix, contract.MANIFEST_FILE)

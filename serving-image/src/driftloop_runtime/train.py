@@ -714,11 +714,34 @@ def run_profile(req: ProfileRequest) -> ProfileResult:
             local = Path(d) / contract.PROFILE_FILE
             artifacts.write_json(local, prof)
             store.put_file(local, store.join(out, contract.PROFILE_FILE))
-        return result
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = out_dir / contract.PROFILE_FILE
-    tmp = out_dir / f".{contract.PROFILE_FILE}.tmp-{os.getpid()}"
-    artifacts.write_json(tmp, prof)
-    os.replace(tmp, target)
+    else:
+        out_dir = Path(out)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / contract.PROFILE_FILE
+        tmp = out_dir / f".{contract.PROFILE_FILE}.tmp-{os.getpid()}"
+        artifacts.write_json(tmp, prof)
+        os.replace(tmp, target)
+    if req.superseded_profiles_root:
+        _remove_superseded_profiles(_output_path(req.superseded_profiles_root), out)
     return result
+
+
+def _remove_superseded_profiles(root: str, current: str) -> None:
+    """Remove every entry under ``root`` but ``current`` (earlier versions' profiles).
+
+    Only after the current profile is written, so the Dataset always has one.  Names
+    starting with a dot are another writer's work in progress and are left alone.
+    """
+    keep = current.rstrip("/").rsplit("/", 1)[-1]  # directly under root (the request says)
+    remote = store.is_remote(root)
+    names = store.listdir(root) if remote else sorted(p.name for p in Path(root).iterdir())
+    for name in names:
+        if name == keep or name.startswith("."):
+            continue
+        if remote:
+            store.delete_tree(store.join(root, name))
+        elif (Path(root) / name).is_dir():
+            shutil.rmtree(Path(root) / name)
+        else:
+            (Path(root) / name).unlink()
+        log.info("removed the superseded profile %s", store.join(root, name))

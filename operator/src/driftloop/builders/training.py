@@ -153,6 +153,9 @@ def profile_job(
             config.artifact_root, owner.name, owner.uid, generation, refresh
         ),
         snapshot_root=contract.snapshot_root(config.artifact_root),
+        superseded_profiles_root=naming.dataset_profiles_root(
+            config.artifact_root, owner.name, owner.uid
+        ),
     )
     lbls = labels(PROFILING, owner.name, **{naming.LABEL_DATASET: owner.name})
     return _job(
