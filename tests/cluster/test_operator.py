@@ -36,6 +36,7 @@ from driftloop_testkit.scenarios import (
     in_phase,
     iris_flow,
     is_ready,
+    new_version,
     ready_dataset,
     train_then_serve,
     verified_version,
@@ -193,14 +194,7 @@ def test_dataset_refresh_records_new_versions_and_drops_old_profiles(
     first = ready_dataset(custom, namespace, refresh_interval="15s")["status"]
 
     stage("data/iris.csv", iris_csv(shift=0.5, seed=1))  # the source changes upstream
-    second = wait_cr(
-        custom,
-        namespace,
-        "Dataset",
-        "iris",
-        lambda o: o.get("status", {}).get("version") not in (None, first["version"]),
-        timeout=300,
-    )["status"]
+    second = new_version(custom, namespace, first["version"])["status"]
     assert second["phase"] == "Ready"
     assert [h["digest"] for h in second["history"][:2]] == [second["version"], first["version"]]
     events = kubectl.json(

@@ -30,6 +30,7 @@ from driftloop_testkit.driftloop import (
 from driftloop_testkit.s3 import S3_SECRET, S3Server
 from driftloop_testkit.scenarios import (
     has_reason,
+    new_version,
     ready_dataset,
     train_then_serve,
     verified_version,
@@ -58,6 +59,14 @@ def s3_operator(
         yield proc
 
 
+def _put_iris(tmp_path: Path, uri: str, **variant: Any) -> str:
+    """Upload the iris CSV (:func:`iris_csv` with ``variant``) to ``uri``; return ``uri``."""
+    local = tmp_path / "iris.csv"
+    local.write_text(iris_csv(**variant))
+    store.put_file(local, uri)
+    return uri
+
+
 def test_data_to_prediction_through_s3(
     s3_operator: OperatorProcess,
     s3_secret: str,
@@ -67,11 +76,7 @@ def test_data_to_prediction_through_s3(
     namespace: str,
     tmp_path: Path,
 ) -> None:
-    local = tmp_path / "iris.csv"
-    local.write_text(iris_csv())
-    source = f"s3://{s3_env.bucket}/{namespace}/data/iris.csv"
-    store.put_file(local, source)
-
+    source = _put_iris(tmp_path, f"s3://{s3_env.bucket}/{namespace}/data/iris.csv")
     served = train_then_serve(custom, namespace, source)
     dataset, run, mv = served.dataset, served.run, served.model_version
     assert dataset["status"]["rows"] == 150
@@ -109,24 +114,13 @@ def test_a_refreshed_dataset_keeps_only_its_current_profile(
     tmp_path: Path,
 ) -> None:
     """Each refresh window and version writes a profile; the earlier ones leave the bucket."""
-    local = tmp_path / "iris.csv"
-    local.write_text(iris_csv())
-    source = f"s3://{s3_env.bucket}/{namespace}/data/iris.csv"
-    store.put_file(local, source)
+    source = _put_iris(tmp_path, f"s3://{s3_env.bucket}/{namespace}/data/iris.csv")
     first = ready_dataset(custom, namespace, source, refresh_interval="15s")["status"]
     first_dir = first["profileUri"].rsplit("/", 1)[0]
     root, first_name = first_dir.rsplit("/", 1)
 
-    local.write_text(iris_csv(shift=0.5, seed=1))  # the source changes upstream
-    store.put_file(local, source)
-    wait_cr(
-        custom,
-        namespace,
-        "Dataset",
-        "iris",
-        lambda o: o.get("status", {}).get("version") not in (None, first["version"]),
-        timeout=300,
-    )
+    _put_iris(tmp_path, source, shift=0.5, seed=1)  # the source changes upstream
+    new_version(custom, namespace, first["version"])
     # Between one profile's write and its clean-up two entries exist; then one again.
     wait_for(
         lambda: len(names := store.listdir(root)) == 1 and first_name not in names,

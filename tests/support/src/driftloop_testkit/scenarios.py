@@ -87,6 +87,20 @@ def ready_dataset(
     return wait_cr(custom, namespace, "Dataset", name, is_ready, timeout=timeout)
 
 
+def new_version(
+    custom: Any, namespace: str, previous: str, name: str = "iris", timeout: float = 300
+) -> dict[str, Any]:
+    """Wait until the Dataset's ``status.version`` is a version other than ``previous``."""
+    return wait_cr(
+        custom,
+        namespace,
+        "Dataset",
+        name,
+        lambda o: o.get("status", {}).get("version") not in (None, previous),
+        timeout=timeout,
+    )
+
+
 def trained(
     custom: Any,
     namespace: str,
