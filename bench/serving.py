@@ -565,27 +565,34 @@ def handler_cost(model_dir: Path, body: str, work: Path, rows: int) -> dict[str,
     return result
 
 
-PREDICT_RATE = """
-import sys, time
+PREDICT_RATE = r"""
+import json, sys, time
 import numpy as np
+from driftloop_contract import ServerConfig
 from driftloop_runtime import artifacts
-model = artifacts.load_model(sys.argv[1] + "/model.skops")
-x = np.asarray(__import__("json").load(open(sys.argv[2]))["inputs"][0]["data"], dtype=float)
-x = x.reshape(1, -1)
-for _ in range(200):
-    model.predict(x)
-best = 0.0
-for _ in range(5):
-    t = time.perf_counter()
-    for _ in range(2000):
-        model.predict(x)
-    best = max(best, 2000 / (time.perf_counter() - t))
-print(best)
+from driftloop_runtime.model import LoadedModel
+model_dir = sys.argv[1]
+model = artifacts.load_model(model_dir + "/model.skops")
+config = ServerConfig(model_name="bench", artifact_uri="file://" + model_dir)
+served = LoadedModel(config, model_dir)
+x = np.asarray(json.load(open(sys.argv[2]))["inputs"][0]["data"], dtype=float).reshape(1, -1)
+def rate(predict):
+    for _ in range(200):
+        predict(x)
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        for _ in range(2000):
+            predict(x)
+        best = max(best, 2000 / (time.perf_counter() - t))
+    return best
+print(json.dumps({"sklearn": rate(model.predict), "served": rate(served.predict)}))
 """
 
 
-def predict_ceiling(model_dir: Path, body: str, work: Path) -> float:
-    """The ceiling: in-process ``model.predict`` of one row, calls per second on one core."""
+def predict_ceiling(model_dir: Path, body: str, work: Path) -> dict[str, float]:
+    """The ceiling: in-process ``predict`` of one row, calls per second on one core, of
+    scikit-learn's ``model.predict`` and of the server's own (compiled) predict."""
     body_file = work / "ceiling.json"
     body_file.write_text(body)
     out = subprocess.run(
@@ -596,7 +603,8 @@ def predict_ceiling(model_dir: Path, body: str, work: Path) -> float:
         timeout=600,
         env=dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1"),
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    rates: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return rates
 
 
 # --------------------------------------------------------------------------- main
@@ -714,9 +722,12 @@ def main() -> int:
             cores = os.cpu_count() or 1
             e2e = series[("driftloop drift on", 1)].median().rps / cores
             report += (
-                f"\n- ceiling: in-process `predict` of 1 row on one core {ceiling:,.0f}/s; "
-                f"driftloop end to end (REST, drift on) {e2e:,.0f} req/s per core "
-                f"({cores} cores, shared with wrk) = **{100 * e2e / ceiling:.0f}%** of it"
+                f"\n- ceiling: in-process scikit-learn `model.predict` of 1 row on one core "
+                f"{ceiling['sklearn']:,.0f}/s; driftloop end to end (REST, drift on) "
+                f"{e2e:,.0f} req/s per core ({cores} cores, shared with wrk) = "
+                f"**{100 * e2e / ceiling['sklearn']:.0f}%** of it.  The server's own "
+                f"predict (compiled, see docs/serving.md) runs {ceiling['served']:,.0f}/s "
+                f"in-process: end to end is {100 * e2e / ceiling['served']:.0f}% of that"
             )
         print(report)
         if args.json:

@@ -21,7 +21,7 @@ import orjson
 
 import driftloop_contract as contract
 from driftloop_contract import ServerConfig, Task
-from driftloop_runtime import artifacts, calibration, drift
+from driftloop_runtime import artifacts, calibration, drift, fastpath
 from driftloop_runtime.data import MISSING_CATEGORY
 from driftloop_runtime.shared import RowBuffer, SharedState, id_hash
 
@@ -126,6 +126,17 @@ class LoadedModel:
         self.buffer: RowBuffer | None = None
         self._ids = itertools.count()
         self._id_prefix = uuid.uuid4().hex[:12]
+        #: The model's predict without scikit-learn's per-call checks (decode has checked
+        #: the input), when it covers the estimator and agreed with it on probe rows.
+        self._compiled: fastpath.Predict | None = None
+        if not self.has_categorical:
+            self._compiled = fastpath.compile_verified(
+                self.model, fastpath.probe_rows([f.profile for f in self.features])
+            )
+        log.info(
+            "predict: %s",
+            "compiled (exact, verified at load)" if self._compiled else "scikit-learn's",
+        )
         # warm up (first predict imports lazily-loaded modules)
         self.predict(self.example_input())
 
@@ -323,6 +334,8 @@ class LoadedModel:
 
     # ------------------------------------------------------------ predict
     def predict(self, x: Any) -> Any:
+        if self._compiled is not None:
+            return self._compiled(x)
         return self.model.predict(x)
 
     def predict_proba(self, x: Any) -> Any:

@@ -251,8 +251,8 @@ class RowBuffer:
         shared: SharedState,
         encode: Callable[[Any], npt.NDArray[np.float64]] | None = None,
         binner: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.int64]] | None = None,
-        max_items: int = 64,
-        max_rows: int = 1024,
+        max_items: int = 512,
+        max_rows: int = 4096,
         max_pending_rows: int = 16384,
     ) -> None:
         self.shared = shared
@@ -270,8 +270,6 @@ class RowBuffer:
     def add(self, x: Any, pred_codes: Any, hid: int, rows: int, groups: Any = None) -> None:
         """Stage ``rows`` rows of raw features ``x`` with their prediction codes (and
         packed groups, None: not monitored)."""
-        if groups is None:
-            groups = np.full(rows, NO_GROUPS, dtype=np.int64)
         self.items.append((x, pred_codes, hid, rows, groups))
         self.rows += rows
         if len(self.items) >= self.max_items or self.rows >= self.max_rows:
@@ -307,13 +305,21 @@ class RowBuffer:
         self.items = []
         n = self.rows
         self.rows = 0
+        if all(it[4] is None for it in items):
+            groups = np.full(n, NO_GROUPS, dtype=np.int64)
+        else:
+            groups = np.concatenate(
+                [
+                    np.full(it[3], NO_GROUPS, dtype=np.int64) if it[4] is None else it[4]
+                    for it in items
+                ]
+            )
         if len(items) == 1:
-            x, codes, hid, _, groups = items[0]
+            x, codes, hid, _, _ = items[0]
             ids = np.full(n, hid, dtype=np.int64)
         else:
             x = np.concatenate([it[0] for it in items])
             codes = np.concatenate([it[1] for it in items])
-            groups = np.concatenate([it[4] for it in items])
             ids = np.repeat(
                 np.fromiter((it[2] for it in items), dtype=np.int64, count=len(items)),
                 [it[3] for it in items],
