@@ -447,7 +447,13 @@ def grpc_payload(body: str) -> str:
     return json.dumps({"model_name": MODEL, "inputs": inputs}, separators=(",", ":"))
 
 
-def ghz(address: str, data_file: Path, args: argparse.Namespace, duration: float) -> Result:
+def ghz(
+    address: str,
+    data_file: Path,
+    args: argparse.Namespace,
+    duration: float,
+    call: str = "ModelInfer",
+) -> Result:
     """ghz (a Go gRPC load generator, like wrk for HTTP): the same concurrency and
     connections as wrk's -c."""
     proc = subprocess.run(
@@ -455,7 +461,7 @@ def ghz(address: str, data_file: Path, args: argparse.Namespace, duration: float
             str(GHZ),
             "--insecure",
             f"--proto={PROTO}",
-            "--call=inference.GRPCInferenceService/ModelInfer",
+            f"--call=inference.GRPCInferenceService/{call}",
             f"--data-file={data_file}",
             f"--concurrency={args.connections}",
             f"--connections={args.connections}",
@@ -652,6 +658,7 @@ def main() -> int:
         # alternates between them run by run, so slow drifts in background load hit
         # every side alike.
         running: dict[str, Running] = {}
+        live: dict[str, Result] = {}
         try:
             for cfg in configs:
                 if cfg == "mlserver":
@@ -706,6 +713,15 @@ def main() -> int:
                             f"p50 {res.p50_ms:6.2f} ms p99 {res.p99_ms:6.2f} ms "
                             f"errors {res.errors}"
                         )
+            if args.grpc:
+                # The gRPC stack's own cost: a call that does no model work, on each server.
+                empty = work / "empty.json"
+                empty.write_text("{}")
+                for cfg in configs:
+                    address = running[cfg].grpc
+                    assert address is not None
+                    live[cfg] = ghz(address, empty, args, args.duration, call="ServerLive")
+                    log(f"{cfg + ' gRPC ServerLive':34s} {live[cfg].rps:9.0f} calls/s")
         finally:
             for run in running.values():
                 run.stop()
@@ -726,8 +742,12 @@ def main() -> int:
                 f"{ceiling['sklearn']:,.0f}/s; driftloop end to end (REST, drift on) "
                 f"{e2e:,.0f} req/s per core ({cores} cores, shared with wrk) = "
                 f"**{100 * e2e / ceiling['sklearn']:.0f}%** of it.  The server's own "
-                f"predict (compiled, see docs/serving.md) runs {ceiling['served']:,.0f}/s "
+                f"predict (compiled, docs/runtime.md) runs {ceiling['served']:,.0f}/s "
                 f"in-process: end to end is {100 * e2e / ceiling['served']:.0f}% of that"
+            )
+        if live:
+            report += "\n- gRPC with no model work (`ServerLive` under ghz, the same load): " + (
+                ", ".join(f"{c} {r.rps:,.0f} calls/s" for c, r in live.items())
             )
         print(report)
         if args.json:
