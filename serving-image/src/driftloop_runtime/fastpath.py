@@ -70,7 +70,7 @@ def _linear_regressor(est: Any) -> Predict:
 def _trees(trees: list[Any], classes: Any) -> Predict:
     """A decision tree (one tree) or a forest (the mean over its trees, summed in order,
     as BaseForest's sequential backend does), one output."""
-    # Tree.predict returns (rows, outputs, classes): regression has one "class".
+    # With one output, Tree.predict returns (rows, classes); a regressor has one "class".
     structures = [t.tree_ for t in trees]
     n = len(structures)
 
@@ -133,7 +133,7 @@ def compile_predict(model: Any) -> Predict | None:
 
 def compile_verified(model: Any, probes: npt.NDArray[np.float64]) -> Predict | None:
     """:func:`compile_predict`, kept only if it gives exactly the model's own predictions
-    on ``probes`` (all of them at once, and each row alone)."""
+    on ``probes`` (all of them at once, and each of the first 16 alone)."""
     fast = compile_predict(model)
     if fast is None:
         return None
