@@ -16,6 +16,10 @@ What it does, all on this machine over loopback:
      the same threads/connections, and the same OIP v2 JSON payloads of 1 and 32 rows;
   5. prints req/s, p50, p99, the throughput ratio and the drift on/off cost (medians over
      rounds).  --write-docs replaces the "## Serving" section of docs/benchmarks.md.
+KServe (kserve==0.21.0, its own venv) runs beside them unless --no-kserve; --grpc adds
+ModelInfer under ghz for every server and, after the rounds, an empty ServerLive call
+(the gRPC stack's own cost).  The ceiling is the in-process predict of one row on one
+core: scikit-learn's ``model.predict`` and the server's own (compiled) predict.
 """
 
 from __future__ import annotations
