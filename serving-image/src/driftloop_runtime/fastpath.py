@@ -70,40 +70,30 @@ def _linear_regressor(est: Any) -> Predict:
 def _trees(trees: list[Any], classes: Any) -> Predict:
     """A decision tree (one tree) or a forest (the mean over its trees, summed in order,
     as BaseForest's sequential backend does), one output."""
-    # With one output, Tree.predict returns (rows, classes); a regressor has one "class".
     structures = [t.tree_ for t in trees]
-    n = len(structures)
+    # With one output, Tree.predict returns (rows, classes); a regressor has one "class".
+    width = 1 if classes is None else len(classes)
 
-    if classes is not None:
-        labels: npt.NDArray[Any] = np.asarray(classes)
-        n_classes = len(labels)
-
-        def predict_class(x: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
-            x32 = np.ascontiguousarray(x, dtype=np.float32)
-            if n == 1:
-                proba = structures[0].predict(x32)[:, :n_classes]
-            else:
-                proba = np.zeros((x32.shape[0], n_classes), dtype=np.float64)
-                for s in structures:
-                    proba += s.predict(x32)[:, :n_classes]
-                proba /= n
-            out: npt.NDArray[Any] = labels.take(np.argmax(proba, axis=1), axis=0)
-            return out
-
-        return predict_class
-
-    def predict_value(x: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+    def mean(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         x32 = np.ascontiguousarray(x, dtype=np.float32)
-        if n == 1:
-            out: npt.NDArray[Any] = structures[0].predict(x32)[:, 0]
-            return out
-        y = np.zeros(x32.shape[0], dtype=np.float64)
+        if len(structures) == 1:  # a tree's own predict: no sum, no division
+            one: npt.NDArray[np.float64] = structures[0].predict(x32)[:, :width]
+            return one
+        total = np.zeros((x32.shape[0], width), dtype=np.float64)
         for s in structures:
-            y += s.predict(x32)[:, 0]
-        y /= n
-        return y
+            total += s.predict(x32)[:, :width]
+        total /= len(structures)
+        return total
 
-    return predict_value
+    if classes is None:
+        return lambda x: mean(x)[:, 0]
+    labels: npt.NDArray[Any] = np.asarray(classes)
+
+    def predict_class(x: npt.NDArray[np.float64]) -> npt.NDArray[Any]:
+        out: npt.NDArray[Any] = labels.take(np.argmax(mean(x), axis=1), axis=0)
+        return out
+
+    return predict_class
 
 
 def compile_predict(model: Any) -> Predict | None:
