@@ -1,38 +1,41 @@
-"""HistGradientBoosting* fitted on rows the runtime encoded itself: fewer copies of the data.
+"""HistGradientBoosting* fitted on rows the runtime encoded itself: one copy of the data.
 
 Given the raw rows (a frame of float64 and ``pandas.Categorical`` columns), a
 ``HistGradientBoosting*`` estimator makes its own float64 copy of them (its
-``categorical_features`` encoding: a new matrix from an OrdinalEncoder and the numeric
-columns), and early stopping (on by default above 10 000 rows) splits that copy into
-training and validation rows: a second copy.  Here the runtime instead
+``categorical_features`` encoding: a new matrix of an OrdinalEncoder's output, the
+categorical features first, beside the numeric columns), and early stopping (on by
+default above 10 000 rows) splits that copy into training and validation rows: a
+second copy.  Here the runtime instead
 
-* encodes each categorical feature's strings as integer codes in sorted order (the
-  order the estimator's own encoder would give them) and keeps the numeric columns as
-  one float64 block, so the estimator's copy is the only one it makes (its numeric
-  columns are a view of that block);
+* writes the training, validation and test rows straight from the streamed columns
+  into one float64 matrix each, dropping each full-size column once distributed: the
+  categorical features first, each category as its rank among the feature's sorted
+  categories (the code the estimator's own encoder gives it), then the numeric ones;
+  that is the matrix the estimator's encoding would build, so ``fit`` takes it as it
+  is instead of copying it (see ``_encoding_is_identity``);
 * splits the validation rows off the training rows itself, as the estimator would
   (``validation_fraction``, stratified for a classifier, but seeded from the
   evaluation's random_state) and passes them to ``fit(X_val=, y_val=)``
-  (scikit-learn >= 1.7): no split copy;
-* writes the training, validation and test rows straight from the streamed columns
-  into their own arrays, dropping each full-size column once distributed.
+  (scikit-learn >= 1.7): no split copy.
 
 The served model still takes the raw feature matrix (spec order, category strings):
 its first step maps the strings to the same codes (an OrdinalEncoder with the
 categories fixed, an unseen one becoming missing, as the estimator's own encoder
-does), imputes the medians the training rows were imputed with, if any, and the
-estimator follows, fitted on the codes.
+does) and puts them first, imputes the medians the training rows were imputed with,
+if any, and the estimator follows, fitted on the codes.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from driftloop_contract import DatasetSpec, FeatureType
-from driftloop_runtime import stream
+from driftloop_runtime import memory, stream
 
 #: The estimator's own rule for early_stopping="auto" (more rows than this: on).
 AUTO_EARLY_STOPPING_ROWS = 10_000
@@ -50,8 +53,12 @@ class Encoding:
     medians: dict[int, float] = field(default_factory=dict)
 
     @property
-    def categorical(self) -> list[bool]:
-        return [f.type is FeatureType.categorical for f in self.spec.features]
+    def order(self) -> list[int]:
+        """The spec positions of the encoded rows' columns: categorical, then numeric."""
+        n = len(self.spec.features)
+        return [j for j in range(n) if j in self.categories] + [
+            j for j in range(n) if j not in self.categories
+        ]
 
 
 def encoding(spec: DatasetSpec, features: Any, numeric_has_nan: bool) -> Encoding | None:
@@ -97,23 +104,25 @@ def _code_dtype(n: int) -> Any:
 
 
 def assemble(features: Any, enc: Encoding, splits: list[Any], median_rows: Any) -> list[Any]:
-    """The rows ``splits`` (row numbers each) of ``features``, encoded: per split a
-    frame with the spec's column positions as labels, numeric features as one float64
-    block (missing values imputed with the medians of ``median_rows`` when
-    ``enc.impute``; the medians go into ``enc.medians``), categorical ones as codes
-    into ``enc.categories``.  All numeric: a float64 matrix (Fortran order).
+    """The rows ``splits`` (row numbers each) of ``features``, encoded: per split one
+    float64 matrix (C order) with the columns of ``enc.order``, categorical
+    features as codes into ``enc.categories``, numeric ones as they are (missing values
+    imputed with the medians of ``median_rows`` when ``enc.impute``; the medians go
+    into ``enc.medians``).
 
-    ``features`` (a frame) loses each column once it is distributed: the full-size
-    data and its splits are never both alive.
+    ``features`` (a frame) loses each column once it is distributed, into
+    Fortran-ordered matrices (a column is a run of pages, so those fill as the columns
+    go): the full-size data and its splits are never both alive.  Then each matrix is
+    turned to C order (memory.c_order_releasing: freeing it as it goes), because the
+    estimator's binning subsamples rows with ``take(axis=0)``, which copies a
+    Fortran-ordered matrix whole; a C-ordered one fills all its pages with its first
+    column.
     """
-    import pandas as pd
-
-    n_features = len(enc.spec.features)
-    num_pos = [j for j in range(n_features) if j not in enc.categories]
-    blocks = [np.empty((len(num_pos), len(rows)), dtype=np.float64) for rows in splits]
-    codes: list[dict[int, Any]] = [{} for _ in splits]
+    order = enc.order
+    blocks = [np.empty((len(order), len(rows)), dtype=np.float64) for rows in splits]
     frame = hasattr(features, "iloc")
-    for j in range(n_features):
+    for j in range(len(order)):
+        k = order.index(j)
         if j in enc.categories:
             col = features[j].array
             names = np.asarray(col.categories, dtype=object)
@@ -124,11 +133,10 @@ def assemble(features: Any, enc: Encoding, splits: list[Any], median_rows: Any) 
                 raise ValueError(f"feature {j}: a category code is missing")
             coded = rank.astype(_code_dtype(len(names)))[raw]
             del col, raw
-            for part, rows in zip(codes, splits, strict=True):
-                part[j] = coded[rows]
+            for block, rows in zip(blocks, splits, strict=True):
+                block[k] = coded[rows]
             del coded
         else:
-            k = num_pos.index(j)
             values = stream.column(features, j)
             median = float(np.nanmedian(values[median_rows])) if enc.impute else None
             if median is not None:
@@ -140,28 +148,10 @@ def assemble(features: Any, enc: Encoding, splits: list[Any], median_rows: Any) 
             del values
         if frame:
             del features[j]  # its column is distributed: free it
-    out: list[Any] = []
-    for block, part in zip(blocks, codes, strict=True):
-        if not enc.categories:
-            out.append(block.T)  # (rows, features), Fortran order: no copy in fit
-            continue
-        # One block of numbers: the estimator's numeric columns are a view of it.
-        x = pd.DataFrame(block.T, columns=num_pos, copy=False)
-        for j in sorted(part):
-            x.insert(j, j, part.pop(j))
-        out.append(x)
+    out = []
+    while blocks:  # each Fortran-ordered matrix goes as its C-ordered copy is made
+        out.append(memory.c_order_releasing(blocks.pop(0).T))
     return out
-
-
-def _runs(categorical: list[bool]) -> list[tuple[bool, list[int]]]:
-    """Positions grouped into runs of consecutive features of one kind, in order."""
-    runs: list[tuple[bool, list[int]]] = []
-    for j, cat in enumerate(categorical):
-        if runs and runs[-1][0] == cat:
-            runs[-1][1].append(j)
-        else:
-            runs.append((cat, [j]))
-    return runs
 
 
 def pipeline(estimator: Any, enc: Encoding) -> Any:
@@ -173,27 +163,29 @@ def pipeline(estimator: Any, enc: Encoding) -> Any:
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OrdinalEncoder
 
-    if enc.categories:
-        estimator.set_params(categorical_features=enc.categorical)
-    if not enc.categories and not enc.impute:
+    cat_pos = [j for j in enc.order if j in enc.categories]
+    num_pos = [j for j in enc.order if j not in enc.categories]
+    if cat_pos:
+        estimator.set_params(categorical_features=[True] * len(cat_pos) + [False] * len(num_pos))
+    if not cat_pos and not enc.impute:
         return Pipeline([("model", estimator)])
-    # Runs of one kind in spec order: the output keeps the spec's column order.
+    # The output's columns: enc.order, as assemble wrote the training rows.
     transformers: list[tuple[str, Any, list[int]]] = []
-    for k, (cat, cols) in enumerate(_runs(enc.categorical)):
-        if cat:
-            step: Any = OrdinalEncoder(
-                categories=[enc.categories[j] for j in cols],
-                handle_unknown="use_encoded_value",
-                unknown_value=np.nan,
-                dtype=np.float64,
-            )
-        else:
-            step = SimpleImputer(strategy="median") if enc.impute else "passthrough"
-        transformers.append((f"{'categorical' if cat else 'numeric'}_{k}", step, cols))
+    if cat_pos:
+        ordinal = OrdinalEncoder(
+            categories=[enc.categories[j] for j in cat_pos],
+            handle_unknown="use_encoded_value",
+            unknown_value=np.nan,
+            dtype=np.float64,
+        )
+        transformers.append(("categorical", ordinal, cat_pos))
+    if num_pos:
+        numeric: Any = SimpleImputer(strategy="median") if enc.impute else "passthrough"
+        transformers.append(("numeric", numeric, num_pos))
     encode = ColumnTransformer(transformers, remainder="drop")
     # One row of known values: the categories are given, and an imputer fitted on the
     # medians alone keeps them as its statistics.
-    row = np.empty((1, len(enc.categorical)), dtype=object)
+    row = np.empty((1, len(enc.order)), dtype=object)
     for j in range(row.shape[1]):
         row[0, j] = enc.categories[j][0] if j in enc.categories else enc.medians.get(j, 0.0)
     encode.fit(row)
@@ -201,15 +193,103 @@ def pipeline(estimator: Any, enc: Encoding) -> Any:
 
 
 def fit(estimator: Any, x: Any, y: Any, x_val: Any = None, y_val: Any = None) -> None:
-    """Fit ``estimator`` on encoded rows; with validation rows, early stopping on them
+    """Fit ``estimator`` (pipeline's) on assemble's rows, taking them as they are (see
+    ``_encoding_is_identity``); with validation rows, early stopping on them
     (early_stopping="auto" would look at the rows given, fewer than it would split;
     the parameter is back as it was after the fit)."""
-    if x_val is None:
-        estimator.fit(x, y)
+    with _taking_encoded_rows(estimator, x):
+        if x_val is None:
+            estimator.fit(x, y)
+            return
+        stopping = estimator.get_params()["early_stopping"]
+        estimator.set_params(early_stopping=True)
+        try:
+            estimator.fit(x, y, X_val=x_val, y_val=y_val)
+        finally:
+            estimator.set_params(early_stopping=stopping)
+
+
+Preprocess = Callable[..., Any]
+
+
+@contextmanager
+def _taking_encoded_rows(estimator: Any, x: Any) -> Iterator[None]:
+    """While ``estimator`` fits on ``x``, its encoding of ``x`` returns ``x`` itself when
+    ``_encoding_is_identity`` shows that is what it would compute; otherwise, and for
+    any other input (the validation rows), its own encoding runs as usual.
+
+    The estimator's ``_preprocess_X`` is private: this is scikit-learn 1.7-1.9's
+    contract (``reset=True``: the rows and the known categories; the encoder fitted).
+    The check below tries it on a few rows at every fit and falls back to the copy if
+    the outcome is not the identity, and the unit tests compare the model with one
+    fitted through the copy.
+    """
+    categorical = estimator.get_params().get("categorical_features")
+    if not isinstance(categorical, list) or not any(categorical):
+        yield  # no categorical features: the estimator's validation does not copy x
         return
-    stopping = estimator.get_params()["early_stopping"]
-    estimator.set_params(early_stopping=True)
+    own: Preprocess = type(estimator)._preprocess_X
+
+    def preprocess(rows: Any, *, reset: bool) -> Any:
+        if reset and rows is x:
+            known = _encoding_is_identity(estimator, own, x, sum(categorical))
+            if known is not None:
+                return x, known
+        return own(estimator, rows, reset=reset)
+
+    estimator.__dict__["_preprocess_X"] = preprocess  # shadows the method: this fit only
     try:
-        estimator.fit(x, y, X_val=x_val, y_val=y_val)
+        yield
     finally:
-        estimator.set_params(early_stopping=stopping)
+        del estimator.__dict__["_preprocess_X"]
+
+
+def _encoding_is_identity(
+    estimator: Any, own: Preprocess, x: Any, n_categorical: int
+) -> list[Any] | None:
+    """The known categories of ``x``, with the estimator's encoder fitted, when its
+    encoding of ``x`` would be ``x`` itself; None when it would not (or may not).
+
+    Its encoding puts the categorical features first and maps each feature's values to
+    their ranks among the values present (an OrdinalEncoder), leaving the numbers as
+    they are.  For ``x`` with the categorical features first, all float64, each holding
+    every code from 0 to its largest, that is the identity, and the fitted encoder
+    depends only on those codes.  So the encoder is fitted on probe rows holding each
+    code once, and ``x`` is taken as it is when the probe rows come out unchanged.
+    """
+    if x.dtype != np.float64 or x.ndim != 2 or len(x) == 0:
+        return None
+    counts: list[int] = []
+    for c in range(n_categorical):
+        col = x[:, c]
+        if np.isnan(col).any() or col.min() < 0:
+            return None
+        codes = col.astype(np.intp)
+        if not np.array_equal(codes, col):
+            return None
+        present = np.bincount(codes)
+        del codes
+        if not present.all():  # a code without rows: the encoder would renumber
+            return None
+        counts.append(len(present))
+    probe = np.zeros((max(counts), x.shape[1]), dtype=np.float64)
+    for c, n in enumerate(counts):
+        probe[:, c] = np.minimum(np.arange(len(probe)), n - 1)
+    probe[:, n_categorical:] = x[0, n_categorical:]
+    result = own(estimator, probe, reset=True)
+    if not (isinstance(result, tuple) and len(result) == 2):
+        return None
+    encoded, known = result
+    rest = x.shape[1] - n_categorical
+    remapped = getattr(estimator, "_is_categorical_remapped", None)
+    if (
+        isinstance(encoded, np.ndarray)
+        and encoded.dtype == np.float64
+        and np.array_equal(encoded, probe, equal_nan=True)
+        and remapped is not None
+        and list(remapped) == [True] * n_categorical + [False] * rest
+        and isinstance(known, list)
+        and [None if k is None else len(k) for k in known] == [*counts, *[None] * rest]
+    ):
+        return known
+    return None

@@ -9,7 +9,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from driftloop_runtime import (
     stream,
 )
 from driftloop_runtime.errors import RuntimeFailureError, ValidationFailedError
+from driftloop_runtime.memory import release_free_memory, return_large_blocks
 
 log = logging.getLogger(__name__)
 
@@ -596,59 +596,6 @@ def sample_rows(target: Any, req: TrainRequest, task: Task) -> Any:
         chosen = np.random.default_rng(seed).choice(rows, keep, replace=False)
     log.info("sampled %d of %d rows (seed %d)", keep, len(target), seed)
     return np.sort(chosen)
-
-
-def _libc() -> Any:
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-
-
-#: glibc's mallopt parameter, and the threshold it has by default before it adapts.
-_M_MMAP_THRESHOLD, _MMAP_THRESHOLD = -3, 128 * 1024
-
-
-def return_large_blocks() -> None:
-    """Map every allocation of 128 KiB or more afresh, so its pages go back to the
-    operating system when it is freed.
-
-    glibc raises that threshold (up to 32 MiB) each time such a block is freed, and
-    blocks below it then come from the heap, whose freed pages it keeps: batches of
-    columns read and dropped, the estimator's temporaries, tens to a hundred MiB that
-    would count in the peak.  A no-op where the C library is not glibc.
-
-    The setting is process-wide and is never undone: every thread and every later
-    allocation of the process gets it, and glibc stops adapting the threshold.  That
-    is acceptable because train() runs in the training Job's own process
-    (``driftloop-runtime train``), which does nothing else and exits after the run, so
-    the cost (a system call and fresh pages per large allocation) falls on that run
-    alone.  (Unit tests calling train() leave it set in the test process: slower
-    large allocations there, nothing else.)
-    """
-    mallopt = getattr(_libc(), "mallopt", None)
-    if mallopt is not None:
-        mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
-
-
-def release_free_memory() -> None:
-    """Give the pages of freed small allocations back to the operating system.
-
-    glibc keeps them for reuse by later small allocations, but the fit's large
-    arrays are mapped afresh and cannot reuse them: reading batches and building
-    the profile leave about 100 MiB per 10^6 rows that would count in the peak.
-    A no-op where the C library is not glibc.
-    """
-    trim = getattr(_libc(), "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-    pyarrow = sys.modules.get("pyarrow")
-    if pyarrow is not None:  # Arrow's allocator keeps freed blocks too (Parquet reads)
-        pyarrow.default_memory_pool().release_unused()
 
 
 def _take(features: Any, rows: Any) -> Any:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 
 import driftloop_contract as contract
 from driftloop_contract import TrainRequest
@@ -90,14 +91,18 @@ def test_the_served_model_answers_raw_rows_as_the_estimator_its_codes(
     enc = hgb.encoding(spec, frame, nan)
     assert enc is not None
     assert enc.categories[1] == sorted(LEVELS)
+    assert enc.order == [1, 4, 0, 2, 3]  # categorical first, as the estimator's encoding
     x_train, x_test = hgb.assemble(frame.copy(), enc, [train_idx, test_idx], train_idx)
-    assert isinstance(x_train, pd.DataFrame)
-    assert list(x_train.columns) == [0, 1, 2, 3, 4]
-    assert not np.isnan(x_train[[0, 2, 3]].to_numpy()).any()  # imputed, if missing
+    assert x_train.dtype == np.float64
+    assert x_train.flags.c_contiguous
+    assert not np.isnan(x_train[:, 2:]).any()  # imputed, if missing
+    expected_codes = [sorted(LEVELS).index(LEVELS[c]) for c in frame[1].cat.codes[test_idx]]
+    assert np.array_equal(x_test[:, 0], expected_codes)
     estimator = _estimator()
     model = hgb.pipeline(estimator, enc)
     hgb.fit(estimator, x_train, y[train_idx])
-    assert model[-1].categorical_features == [False, True, False, False, True]
+    assert model[-1].categorical_features == [True, True, False, False, False]
+    assert "_preprocess_X" not in vars(estimator)  # its own encoding is back
 
     want = estimator.predict_proba(x_test)
     assert np.array_equal(model.predict_proba(raw_test), want)
@@ -108,13 +113,13 @@ def test_the_served_model_answers_raw_rows_as_the_estimator_its_codes(
     # An unseen category and a missing one answer as missing codes do.
     odd = raw_test[:4].copy()
     odd[0, 1], odd[1, 4], odd[2, 1], odd[3, 4] = "purple", "w", None, np.nan
-    codes = x_test.iloc[:4].astype({1: np.float64, 4: np.float64})
-    codes.loc[[0, 2], 1] = np.nan
-    codes.loc[[1, 3], 4] = np.nan
+    codes = x_test[:4].copy()
+    codes[[0, 2], 0] = np.nan
+    codes[[1, 3], 1] = np.nan
     assert np.array_equal(model.predict_proba(odd), estimator.predict_proba(codes))
     if nan:  # a missing number takes the training rows' median
         odd[0, 2] = None
-        codes.loc[0, 2] = enc.medians[2]
+        codes[0, 3] = enc.medians[2]
         assert np.array_equal(model.predict_proba(odd), estimator.predict_proba(codes))
 
     # The skops file loads with the trusted types and answers the same.
@@ -124,7 +129,7 @@ def test_the_served_model_answers_raw_rows_as_the_estimator_its_codes(
     assert np.array_equal(loaded.predict_proba(raw_test), want)
 
 
-def test_all_numeric_rows_are_one_fortran_matrix() -> None:
+def test_all_numeric_rows_are_one_c_ordered_matrix() -> None:
     spec = contract.DatasetSpec.model_validate(
         {"source": "/nowhere.csv", "features": [{"name": "a"}, {"name": "b"}], "target": "y"}
     )
@@ -133,10 +138,102 @@ def test_all_numeric_rows_are_one_fortran_matrix() -> None:
     assert enc is not None
     rows = np.arange(10, 30)
     (got,) = hgb.assemble(x, enc, [rows], rows)
-    assert got.flags.f_contiguous
+    assert got.flags.c_contiguous
     assert np.array_equal(got, x[rows])
     model = hgb.pipeline(_estimator(), enc)
     assert [name for name, _ in model.steps] == ["model"]
+
+
+def _fit_watched(estimator: Any, x: Any, y: Any, **kw: Any) -> list[Any]:
+    """hgb.fit, keeping the training rows the estimator bins (the rows after its
+    encoding: ``x`` itself when it took them as they are)."""
+    binned: list[Any] = []
+    own = estimator._bin_data
+
+    def watch(rows: Any, *args: Any, **kwargs: Any) -> Any:
+        binned.append(rows)
+        return own(rows, *args, **kwargs)
+
+    estimator._bin_data = watch
+    try:
+        hgb.fit(estimator, x, y, **kw)
+    finally:
+        del estimator._bin_data
+    return binned
+
+
+def _encoded(rows: int, seed: int = 3) -> tuple[Any, Any, np.ndarray, Any]:
+    """(encoding, the pipeline's estimator, y, the rows assembled for it)"""
+    spec = _spec()
+    frame, y = _frame(rows, nan=False, seed=seed)
+    enc = hgb.encoding(spec, frame, False)
+    assert enc is not None
+    estimator = _estimator()
+    hgb.pipeline(estimator, enc)
+    (x,) = hgb.assemble(frame, enc, [np.arange(rows)], np.arange(rows))
+    return enc, estimator, y, x
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+def test_fit_takes_the_encoded_rows_as_they_are_and_fits_the_same_model(
+    early_stopping: bool,
+) -> None:
+    _, estimator, y, x = _encoded(4000)
+    kw: dict[str, Any] = {}
+    if early_stopping:
+        kw = {"x_val": x[3000:], "y_val": y[3000:]}
+        x, y = x[:3000], y[:3000]
+    binned = _fit_watched(estimator, x, y, **kw)
+    assert binned[0] is x  # no copy of the training rows
+
+    # The same model through the estimator's own encoding (a copy of x).
+    through_copy = clone(estimator)
+    if early_stopping:
+        through_copy.set_params(early_stopping=True)
+        through_copy.fit(x, y, X_val=kw["x_val"], y_val=kw["y_val"])
+    else:
+        through_copy.fit(x, y)
+    assert through_copy.n_iter_ == estimator.n_iter_
+    probe = _encoded(500, seed=9)[3]
+    assert np.array_equal(estimator.predict_proba(probe), through_copy.predict_proba(probe))
+    for ours, theirs in zip(
+        estimator._preprocessor.named_transformers_["encoder"].categories_,
+        through_copy._preprocessor.named_transformers_["encoder"].categories_,
+        strict=True,
+    ):
+        assert np.array_equal(ours, theirs)
+
+
+def test_a_category_without_training_rows_takes_the_copy() -> None:
+    """Its code is missing from the rows: the estimator's encoder renumbers the codes
+    after it, so its encoding is not the identity."""
+    _, estimator, y, x = _encoded(2000)
+    keep = x[:, 0] != 1
+    x, y = x[keep], y[keep]
+    binned = _fit_watched(estimator, x, y)
+    assert binned[0] is not x
+    through_copy = clone(estimator).fit(x, y)
+    assert np.array_equal(estimator.predict_proba(x[:300]), through_copy.predict_proba(x[:300]))
+
+
+def test_an_encoding_that_is_not_the_identity_is_not_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """If the estimator's encoding changed (a later scikit-learn), the probe rows show
+    it and its own encoding runs."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    own = HistGradientBoostingClassifier._preprocess_X
+
+    def shifted(self: Any, X: Any, *, reset: bool) -> Any:
+        out = own(self, X, reset=reset)
+        return (out[0] + 0.5, out[1]) if reset else out + 0.5
+
+    monkeypatch.setattr(HistGradientBoostingClassifier, "_preprocess_X", shifted)
+    _, estimator, y, x = _encoded(2000)
+    binned = _fit_watched(estimator, x, y)
+    assert binned[0] is not x
+    assert np.array_equal(binned[0], x + 0.5)
 
 
 def test_a_numeric_feature_without_values_takes_the_usual_path() -> None:

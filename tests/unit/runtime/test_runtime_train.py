@@ -199,11 +199,11 @@ def _served_rows(frame: Any, color: str) -> Any:
 @pytest.mark.parametrize(
     ("hyperparameters", "nan", "steps", "categorical"),
     [
-        # the categories as codes (the served model's first step maps the strings to
-        # them): no one-hot columns
-        ({}, False, ["preprocess", "model"], [False] * 4 + [True]),
+        # the categories as codes, first (the served model's first step maps the
+        # strings to them): no one-hot columns
+        ({}, False, ["preprocess", "model"], [True] + [False] * 4),
         # and the missing numbers imputed (with the training rows' medians)
-        ({}, True, ["preprocess", "model"], [False] * 4 + [True]),
+        ({}, True, ["preprocess", "model"], [True] + [False] * 4),
         # 3 colours, 2 bins: one-hot, as for every other estimator
         ({"max_bins": 2}, False, ["preprocess", "model"], "from_dtype"),
     ],
