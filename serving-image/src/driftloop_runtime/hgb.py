@@ -40,6 +40,9 @@ from driftloop_runtime import memory, stream
 #: The estimator's own rule for early_stopping="auto" (more rows than this: on).
 AUTO_EARLY_STOPPING_ROWS = 10_000
 
+#: The estimator's ``_preprocess_X``, unbound.
+Preprocess = Callable[..., Any]
+
 
 @dataclass
 class Encoding:
@@ -209,9 +212,6 @@ def fit(estimator: Any, x: Any, y: Any, x_val: Any = None, y_val: Any = None) ->
             estimator.set_params(early_stopping=stopping)
 
 
-Preprocess = Callable[..., Any]
-
-
 @contextmanager
 def _taking_encoded_rows(estimator: Any, x: Any) -> Iterator[None]:
     """While ``estimator`` fits on ``x``, its encoding of ``x`` returns ``x`` itself when
@@ -225,14 +225,17 @@ def _taking_encoded_rows(estimator: Any, x: Any) -> Iterator[None]:
     fitted through the copy.
     """
     categorical = estimator.get_params().get("categorical_features")
-    if not isinstance(categorical, list) or not any(categorical):
-        yield  # no categorical features: the estimator's validation does not copy x
+    n_categorical = sum(categorical) if isinstance(categorical, list) else 0
+    if not n_categorical or categorical != sorted(categorical, reverse=True):
+        # No categorical features (the estimator's validation does not copy x), or
+        # not pipeline's layout (they come first).
+        yield
         return
     own: Preprocess = type(estimator)._preprocess_X
 
     def preprocess(rows: Any, *, reset: bool) -> Any:
         if reset and rows is x:
-            known = _encoding_is_identity(estimator, own, x, sum(categorical))
+            known = _encoding_is_identity(estimator, own, x, n_categorical)
             if known is not None:
                 return x, known
         return own(estimator, rows, reset=reset)

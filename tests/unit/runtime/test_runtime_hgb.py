@@ -216,6 +216,17 @@ def test_a_category_without_training_rows_takes_the_copy() -> None:
     assert np.array_equal(estimator.predict_proba(x[:300]), through_copy.predict_proba(x[:300]))
 
 
+def test_categorical_features_not_first_take_the_copy() -> None:
+    """Not pipeline's layout: the estimator's encoding moves them first, a new matrix."""
+    rng = np.random.default_rng(4)
+    x = np.column_stack([rng.integers(0, 3, 500), rng.integers(0, 4, 500)]).astype(np.float64)
+    y = np.where(x[:, 1] > 1, "yes", "no")
+    estimator = _estimator(categorical_features=[False, True])
+    binned = _fit_watched(estimator, x, y)
+    assert binned[0] is not x
+    assert np.array_equal(binned[0], x[:, ::-1])
+
+
 def test_an_encoding_that_is_not_the_identity_is_not_skipped(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -225,8 +236,8 @@ def test_an_encoding_that_is_not_the_identity_is_not_skipped(
 
     own = HistGradientBoostingClassifier._preprocess_X
 
-    def shifted(self: Any, X: Any, *, reset: bool) -> Any:
-        out = own(self, X, reset=reset)
+    def shifted(self: Any, rows: Any, *, reset: bool) -> Any:
+        out = own(self, rows, reset=reset)
         return (out[0] + 0.5, out[1]) if reset else out + 0.5
 
     monkeypatch.setattr(HistGradientBoostingClassifier, "_preprocess_X", shifted)
