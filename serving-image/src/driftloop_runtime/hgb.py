@@ -233,12 +233,13 @@ def _taking_encoded_rows(estimator: Any, x: Any) -> Iterator[None]:
         return
     own: Preprocess = type(estimator)._preprocess_X
 
-    def preprocess(rows: Any, *, reset: bool) -> Any:
-        if reset and rows is x:
+    def preprocess(*args: Any, **kwargs: Any) -> Any:
+        # As called in fit (the rows, reset=True); any other call is the method's own.
+        if len(args) == 1 and args[0] is x and kwargs == {"reset": True}:
             known = _encoding_is_identity(estimator, own, x, n_categorical)
             if known is not None:
                 return x, known
-        return own(estimator, rows, reset=reset)
+        return own(estimator, *args, **kwargs)
 
     estimator.__dict__["_preprocess_X"] = preprocess  # shadows the method: this fit only
     try:
@@ -279,7 +280,10 @@ def _encoding_is_identity(
     for c, n in enumerate(counts):
         probe[:, c] = np.minimum(np.arange(len(probe)), n - 1)
     probe[:, n_categorical:] = x[0, n_categorical:]
-    result = own(estimator, probe, reset=True)
+    try:
+        result = own(estimator, probe, reset=True)
+    except TypeError:  # not the signature this relies on: the method's own call decides
+        return None
     if not (isinstance(result, tuple) and len(result) == 2):
         return None
     encoded, known = result
