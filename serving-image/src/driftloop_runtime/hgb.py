@@ -200,7 +200,7 @@ def fit(estimator: Any, x: Any, y: Any, x_val: Any = None, y_val: Any = None) ->
     ``_encoding_is_identity``); with validation rows, early stopping on them
     (early_stopping="auto" would look at the rows given, fewer than it would split;
     the parameter is back as it was after the fit)."""
-    with _taking_encoded_rows(estimator, x):
+    with _taking_encoded_rows(estimator, x, x_val):
         if x_val is None:
             estimator.fit(x, y)
             return
@@ -213,16 +213,17 @@ def fit(estimator: Any, x: Any, y: Any, x_val: Any = None, y_val: Any = None) ->
 
 
 @contextmanager
-def _taking_encoded_rows(estimator: Any, x: Any) -> Iterator[None]:
+def _taking_encoded_rows(estimator: Any, x: Any, x_val: Any = None) -> Iterator[None]:
     """While ``estimator`` fits on ``x``, its encoding of ``x`` returns ``x`` itself when
-    ``_encoding_is_identity`` shows that is what it would compute; otherwise, and for
-    any other input (the validation rows), its own encoding runs as usual.
+    ``_encoding_is_identity`` shows that is what it would compute, and then its encoding
+    of the validation rows ``x_val`` returns them as they are when their codes are all
+    known (``_codes_known``); otherwise, and for any other input, its own encoding runs.
 
     The estimator's ``_preprocess_X`` is private: this is scikit-learn 1.7-1.9's
-    contract (``reset=True``: the rows and the known categories; the encoder fitted).
-    The check below tries it on a few rows at every fit and falls back to the copy if
-    the outcome is not the identity, and the unit tests compare the model with one
-    fitted through the copy.
+    contract (``reset=True``: the rows and the known categories, the encoder fitted;
+    ``reset=False``: the rows encoded).  The check tries it on probe rows at every fit
+    and falls back to the copy if the outcome is not the identity, and the unit tests
+    compare the model with one fitted through the copy.
     """
     categorical = estimator.get_params().get("categorical_features")
     n_categorical = sum(categorical) if isinstance(categorical, list) else 0
@@ -232,13 +233,25 @@ def _taking_encoded_rows(estimator: Any, x: Any) -> Iterator[None]:
         yield
         return
     own: Preprocess = type(estimator)._preprocess_X
+    taken: list[Any] = []  # the known categories, once x is taken as it is
 
     def preprocess(*args: Any, **kwargs: Any) -> Any:
-        # As called in fit (the rows, reset=True); any other call is the method's own.
-        if len(args) == 1 and args[0] is x and kwargs == {"reset": True}:
+        # As called in fit (the rows; reset=True for x, False for x_val); any other
+        # call is the method's own.
+        rows = args[0] if len(args) == 1 else None
+        if rows is x and kwargs == {"reset": True}:
             known = _encoding_is_identity(estimator, own, x, n_categorical)
             if known is not None:
+                taken[:] = known
                 return x, known
+        if (
+            rows is x_val
+            and x_val is not None
+            and taken
+            and kwargs == {"reset": False}
+            and _codes_known(x_val, taken[:n_categorical])
+        ):
+            return x_val
         return own(estimator, *args, **kwargs)
 
     estimator.__dict__["_preprocess_X"] = preprocess  # shadows the method: this fit only
@@ -246,6 +259,21 @@ def _taking_encoded_rows(estimator: Any, x: Any) -> Iterator[None]:
         yield
     finally:
         del estimator.__dict__["_preprocess_X"]
+
+
+def _codes_known(rows: Any, known: list[Any]) -> bool:
+    """Whether every categorical value of ``rows`` (the first len(known) columns) is one
+    of the codes ``known`` (0 to n-1 each): the fitted encoder maps those to
+    themselves (and an unknown one to missing), the numbers stay as they are."""
+    if rows.dtype != np.float64 or rows.ndim != 2:
+        return False
+    for c, codes in enumerate(known):
+        col = rows[:, c]
+        if len(col) and (np.isnan(col).any() or col.min() < 0 or col.max() >= len(codes)):
+            return False
+        if not np.array_equal(col.astype(np.intp), col):
+            return False
+    return True
 
 
 def _encoding_is_identity(

@@ -185,6 +185,8 @@ def test_fit_takes_the_encoded_rows_as_they_are_and_fits_the_same_model(
         x, y = x[:3000], y[:3000]
     binned = _fit_watched(estimator, x, y, **kw)
     assert binned[0] is x  # no copy of the training rows
+    if early_stopping:
+        assert binned[1] is kw["x_val"]  # nor of the validation rows
 
     # The same model through the estimator's own encoding (a copy of x).
     through_copy = clone(estimator)
@@ -214,6 +216,23 @@ def test_a_category_without_training_rows_takes_the_copy() -> None:
     assert binned[0] is not x
     through_copy = clone(estimator).fit(x, y)
     assert np.array_equal(estimator.predict_proba(x[:300]), through_copy.predict_proba(x[:300]))
+
+
+def test_validation_rows_with_a_code_unknown_to_training_take_the_copy() -> None:
+    """The estimator's encoder makes that code missing: not the identity."""
+    _, estimator, y, x = _encoded(3000)
+    keep = x[:2000, 0] != 2
+    x_fit, y_fit = x[:2000][keep], y[:2000][keep]
+    x_fit[:, 0] = np.where(x_fit[:, 0] > 2, x_fit[:, 0] - 1, x_fit[:, 0])  # codes 0..3
+    x_val, y_val = x[2000:], y[2000:]  # codes 0..4: 4 is unknown
+    binned = _fit_watched(estimator, x_fit, y_fit, x_val=x_val, y_val=y_val)
+    assert binned[0] is x_fit
+    assert binned[1] is not x_val
+
+    through_copy = clone(estimator).set_params(early_stopping=True)
+    through_copy.fit(x_fit, y_fit, X_val=x_val, y_val=y_val)
+    assert through_copy.n_iter_ == estimator.n_iter_
+    assert np.array_equal(estimator.predict_proba(x_val), through_copy.predict_proba(x_val))
 
 
 def test_categorical_features_not_first_take_the_copy() -> None:
