@@ -166,7 +166,8 @@ images: ## build the runtime and operator images (and load them into the cluster
 
 .PHONY: bench-serving
 bench-serving: venv tools ## our model server vs MLServer and KServe, REST and gRPC, side by side
-	@test -x $(HOME)/go/bin/ghz || go install github.com/bojand/ghz/cmd/ghz@v0.121.0
+	@command -v h2load >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends nghttp2-client >/dev/null; }
 	$(PY) bench/serving.py --grpc
 
 .PHONY: bench-drift
