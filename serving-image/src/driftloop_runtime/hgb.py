@@ -267,13 +267,20 @@ def _codes_known(rows: Any, known: list[Any]) -> bool:
     themselves (and an unknown one to missing), the numbers stay as they are."""
     if rows.dtype != np.float64 or rows.ndim != 2:
         return False
-    for c, codes in enumerate(known):
-        col = rows[:, c]
-        if len(col) and (np.isnan(col).any() or col.min() < 0 or col.max() >= len(codes)):
-            return False
-        if not np.array_equal(col.astype(np.intp), col):
+    for c, names in enumerate(known):
+        codes = _integer_codes(rows[:, c])
+        if codes is None or (len(codes) and codes.max() >= len(names)):
             return False
     return True
+
+
+def _integer_codes(col: Any) -> Any:
+    """The float column ``col`` as integer codes, or None when a value is missing,
+    negative or not a whole number."""
+    if len(col) and (np.isnan(col).any() or col.min() < 0):
+        return None
+    codes = col.astype(np.intp)
+    return codes if np.array_equal(codes, col) else None
 
 
 def _encoding_is_identity(
@@ -293,11 +300,8 @@ def _encoding_is_identity(
         return None
     counts: list[int] = []
     for c in range(n_categorical):
-        col = x[:, c]
-        if np.isnan(col).any() or col.min() < 0:
-            return None
-        codes = col.astype(np.intp)
-        if not np.array_equal(codes, col):
+        codes = _integer_codes(x[:, c])
+        if codes is None:
             return None
         present = np.bincount(codes)
         del codes
