@@ -92,6 +92,7 @@ def test_drift_is_pooled_over_three_replicas(
     serve(custom, namespace, replicated("iris", 3, prometheus))
     serve(custom, namespace, replicated("solo", 1, prometheus))
     wait_cr(custom, namespace, "Deployment", "iris", all_ready(3), timeout=300)
+    wait_cr(custom, namespace, "Deployment", "solo", all_ready(1), timeout=300)
     urls = {name: predictor_service_url(kubectl, namespace, name) for name in ("iris", "solo")}
     scraped(prometheus, namespace, "iris", 3)
     scraped(prometheus, namespace, "solo", 1)

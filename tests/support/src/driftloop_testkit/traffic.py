@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import requests
 
+import driftloop_contract as contract
+from driftloop_testkit.cluster import wait_for
 from driftloop_testkit.data import infer_request
 
 _IRIS: np.ndarray | None = None
@@ -61,9 +63,20 @@ def send(
 
 def predictor_service_url(kubectl: Any, namespace: str, name: str, model: str = "iris") -> str:
     """OIP infer URL of Deployment ``name``'s Service (its ClusterIP: kube-proxy spreads
-    the connections over the ready pods, as for any client in the cluster)."""
+    the connections over the ready pods, as for any client in the cluster).
+
+    Returns once the Service answers: a pod counted ready in the Deployment's status
+    reaches kube-proxy's rules a moment later, and until then the ClusterIP refuses."""
     svc = kubectl.json("get", "service", "-n", namespace, f"{name}-predictor")
-    return f"http://{svc['spec']['clusterIP']}:8080/v2/models/{model}/infer"
+    base = f"http://{svc['spec']['clusterIP']}:8080"
+    wait_for(
+        lambda: (
+            requests.get(base + contract.PATH_READY, timeout=5, headers={"Connection": "close"}).ok
+        ),
+        timeout=120,
+        what=f"Service {name}-predictor answering",
+    )
+    return f"{base}/v2/models/{model}/infer"
 
 
 def send_spread(
@@ -102,8 +115,6 @@ def scraped(prometheus: str, namespace: str, deployment: str, pods: int = 1) -> 
     """Wait until Prometheus has every pod's (zero) row counter of version 1: rows served
     before a pod's first scrape are not in increase(), as for any counter, so drift
     traffic sent earlier would go uncounted."""
-    from driftloop_testkit.cluster import wait_for
-
     selector = f'namespace="{namespace}",deployment="{deployment}",version="1"'
     wait_for(
         lambda: (
