@@ -97,7 +97,48 @@ def _data(tensor: Any, raw: bytes | None) -> Any:
         return np.frombuffer(raw, dtype=dtype)
     if not field:
         raise InputError(f"input {tensor.name!r}: {dt} needs raw_input_contents")
+    if field in FIXED_WIDTH:
+        packed = packed_values(tensor.contents, FIXED_WIDTH[field], dtype)
+        if packed is not None:
+            return packed
     return np.asarray(getattr(tensor.contents, field), dtype=dtype)
+
+
+#: Typed contents fields whose wire form is the values themselves (a packed repeated
+#: fixed32/fixed64 field: little-endian, back to back), by field number.
+FIXED_WIDTH = {
+    name: pb.InferTensorContents.DESCRIPTOR.fields_by_name[name].number
+    for name in ("fp32_contents", "fp64_contents")
+}
+
+
+def _varint(wire: bytes, pos: int) -> tuple[int, int]:
+    """The base-128 varint at ``pos`` and the position after it."""
+    value = shift = 0
+    while pos < len(wire):
+        byte = wire[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+        shift += 7
+    return -1, pos
+
+
+def packed_values(contents: Any, number: int, dtype: str) -> Any:
+    """Field ``number`` of ``contents`` read from its serialized bytes, when it is the
+    only field set (else None).  Reading a repeated field element by element costs
+    ~80 µs for 32 rows of 30 features; serializing and viewing the bytes ~2 µs."""
+    wire = contents.SerializeToString()
+    if not wire:
+        return np.empty(0, dtype=dtype)
+    tag, pos = _varint(wire, 0)
+    if tag != (number << 3 | 2):  # length-delimited: packed
+        return None
+    length, pos = _varint(wire, pos)
+    if pos + length != len(wire) or length % np.dtype(dtype).itemsize:
+        return None
+    return np.frombuffer(wire, dtype=dtype, offset=pos)
 
 
 def to_rest(request: Any) -> dict[str, Any]:

@@ -106,6 +106,38 @@ def test_infer_one_tensor_and_per_feature_tensors_match_rest(served: tuple[Serve
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
 
 
+def test_typed_contents_are_read_as_raw_contents_are(served: tuple[Server, str]) -> None:
+    """Tensors in the typed ``contents`` fields (as MLServer's and KServe's clients send
+    them; tritonclient sends raw bytes): fixed-width floats are read from their packed
+    wire bytes, varint integers element by element, and a field set beside the one the
+    datatype names does not change what is read."""
+    import grpc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    server, address = served
+    client(address)  # ready
+    rows = [[5.0, 3.0, 1.0, 0.25, "red"], [7.0, 3.0, 5.0, 2.5, "blue"]] * 16
+    expected = rest_predictions(server, rows)
+    request = service_pb2.ModelInferRequest(model_name="iris")
+    columns = list(zip(*rows, strict=True))
+    # the petal features, which decide the class, come packed
+    typed = [("FP64", "fp64_contents"), ("INT64", "int64_contents")]
+    typed += [("FP32", "fp32_contents"), ("FP64", "fp64_contents")]
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    for name, (datatype, field), column in zip(names, typed, columns, strict=False):
+        tensor = request.inputs.add(name=name, datatype=datatype, shape=[len(rows)])
+        values = [int(v) for v in column] if datatype == "INT64" else column
+        getattr(tensor.contents, field).extend(values)
+    request.inputs[0].contents.int_contents.extend([9, 9])  # not the datatype's field
+    color = request.inputs.add(name="color", datatype="BYTES", shape=[len(rows)])
+    color.contents.bytes_contents.extend([c.encode() for c in columns[4]])
+    with grpc.insecure_channel(address) as channel:
+        stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
+        response = stub.ModelInfer(request, timeout=10)
+    answer = np.frombuffer(response.raw_output_contents[0], dtype="<i8")
+    assert answer.tolist() == expected
+
+
 def test_errors_are_grpc_statuses_with_the_rest_message(served: tuple[Server, str]) -> None:
     _, address = served
     c = client(address)
