@@ -38,7 +38,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from driftloop_contract import ENV_LOG_LEVEL, ServerConfig
@@ -367,6 +369,9 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    requests: int = 0
+    #: CPU time the server's processes spent per answered request during the run (µs)
+    cpu_us: float = float("nan")
 
 
 @dataclass
@@ -380,7 +385,40 @@ class Series:
             statistics.median(x.p50_ms for x in r),
             statistics.median(x.p99_ms for x in r),
             sum(x.errors for x in r),
+            sum(x.requests for x in r),
+            statistics.median(x.cpu_us for x in r),
         )
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def session_cpu_seconds(session: int) -> float:
+    """User + system CPU time of every live process in ``session`` (a server started
+    with start_new_session: its master and workers), from /proc."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # the fields after the command name, which may itself hold spaces or ")"
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        if int(fields[3]) == session:  # field 6, session id
+            total += int(fields[11]) + int(fields[12])  # fields 14-15, utime + stime
+    return total / CLOCK_TICKS
+
+
+def measured(run: Running, load: Callable[[], Result]) -> Result:
+    """``load``'s result with the server's CPU time per answered request: the cost of a
+    request to throughput when the server is CPU-bound, which background load on the
+    machine moves far less than req/s."""
+    before = session_cpu_seconds(run.proc.pid)
+    result = load()
+    used = session_cpu_seconds(run.proc.pid) - before
+    answered = result.requests - result.errors
+    if answered > 0:
+        result.cpu_us = used / answered * 1e6
+    return result
 
 
 def lua_script(work: Path, body: str, rows: int) -> Path:
@@ -417,6 +455,7 @@ def wrk(url: str, script: Path, args: argparse.Namespace, duration: float) -> Re
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=duration + 60)
     text = out.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", text).group(1))  # type: ignore[union-attr]
     p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
     p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))  # type: ignore[union-attr]
     errors = 0
@@ -426,7 +465,7 @@ def wrk(url: str, script: Path, args: argparse.Namespace, duration: float) -> Re
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
     if m:
         errors += sum(int(g) for g in m.groups())
-    return Result(rps, p50, p99, errors)
+    return Result(rps, p50, p99, errors, total)
 
 
 def grpc_request(body: str) -> bytes:
@@ -490,7 +529,7 @@ def h2load(
         log(f"h2load {address}: {errors} responses not 200")
     p50 = ok[len(ok) // 2] if ok else float("nan")
     p99 = ok[min(len(ok) - 1, int(len(ok) * 0.99))] if ok else float("nan")
-    return Result(float(m.group(1)), p50, p99, errors)
+    return Result(float(m.group(1)), p50, p99, errors, len(lines))
 
 
 def check_grpc(addresses: dict[str, str], request: bytes) -> None:
@@ -732,19 +771,25 @@ def main() -> int:
                         if args.grpc:
                             address = running[cfg].grpc
                             assert address is not None
-                            res = h2load(address, grpc_data[r], args, args.duration)
+                            res = measured(
+                                running[cfg],
+                                partial(h2load, address, grpc_data[r], args, args.duration),
+                            )
                             series[(f"{cfg} gRPC", r)].results.append(res)
                             log(
                                 f"round {rnd + 1} {cfg + ' gRPC':25s} rows={r:<3d} "
                                 f"{res.rps:9.0f} req/s p50 {res.p50_ms:6.2f} ms "
-                                f"p99 {res.p99_ms:6.2f} ms errors {res.errors}"
+                                f"p99 {res.p99_ms:6.2f} ms errors {res.errors} "
+                                f"cpu {res.cpu_us:6.0f} us/req"
                             )
-                        res = wrk(urls[cfg], scripts[r], args, args.duration)
+                        res = measured(
+                            running[cfg], partial(wrk, urls[cfg], scripts[r], args, args.duration)
+                        )
                         series[(cfg, r)].results.append(res)
                         log(
                             f"round {rnd + 1} {cfg:20s} rows={r:<3d} {res.rps:9.0f} req/s "
                             f"p50 {res.p50_ms:6.2f} ms p99 {res.p99_ms:6.2f} ms "
-                            f"errors {res.errors}"
+                            f"errors {res.errors} cpu {res.cpu_us:6.0f} us/req"
                         )
             if args.grpc:
                 # The gRPC stack's own cost: a call that does no model work, on each server.
@@ -816,14 +861,15 @@ def render(
         "numbers move ±15% run to run; the in-process A/B below is the reliable measure "
         "of the drift-tracking cost).",
         "",
-        "| server | rows/request | req/s | p50 ms | p99 ms | errors |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| server | rows/request | req/s | p50 ms | p99 ms | errors | server CPU µs/request |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows_list:
         for c in configs:
             m = series[(c, r)].median()
             lines.append(
-                f"| {c} | {r} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors} |"
+                f"| {c} | {r} | {m.rps:,.0f} | {m.p50_ms:.2f} | {m.p99_ms:.2f} | {m.errors} "
+                f"| {m.cpu_us:,.0f} |"
             )
     lines.append("")
     for r in rows_list:
@@ -842,6 +888,15 @@ def render(
                         f"**{ours.rps / peer.rps:.2f}x** req/s, "
                         f"p99 {ours.p99_ms:.2f} vs {peer.p99_ms:.2f} ms;"
                     )
+        for proto in ("", " gRPC"):
+            if (f"driftloop drift on{proto}", r) in series:
+                cpu_on = series[(f"driftloop drift on{proto}", r)].median().cpu_us
+                cpu_off = series[(f"driftloop drift off{proto}", r)].median().cpu_us
+                parts.append(
+                    f"drift on vs off, server CPU per request under load "
+                    f"({proto.strip() or 'REST'}): {cpu_on:.0f} vs {cpu_off:.0f} us = "
+                    f"**{100 * (cpu_on / cpu_off - 1):+.1f}%**;"
+                )
         parts.append(
             f"drift on vs off under wrk: {100 * (on.rps / off.rps - 1):+.1f}% req/s (noisy); "
             f"in-process CPU per request: {costs[r]['on']:.0f} vs {costs[r]['off']:.0f} us "
