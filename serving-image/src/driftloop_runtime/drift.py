@@ -8,6 +8,7 @@ more drift" (see contract.DRIFT_THRESHOLDS).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -164,8 +165,8 @@ class BinLayout:
     bins (``len(edges) + 1``, open-ended); categorical ones their categories plus the
     unseen slot, folded to at most ``max_bins`` (the rarest categories and unseen
     values share the last bin).  ``reference[i]`` is the reference share of each
-    exported bin of feature ``i``.  Counting is :meth:`counts`: one bincount over
-    all features of a batch of encoded rows.
+    exported bin of feature ``i``.  :meth:`counts` counts a batch of encoded rows
+    into them.
     """
 
     names: tuple[str, ...]
@@ -204,19 +205,40 @@ class BinLayout:
     def total(self) -> int:
         return int(sum(self.sizes))
 
+    @cached_property
+    def _numeric_plan(self) -> tuple[Any, FloatArray, npt.NDArray[np.intp], Any]:
+        """What :meth:`counts` needs for the numeric features, computed once: their
+        columns (a slice when they lead), their inner edges as rows of one matrix
+        padded with NaN (no value is >= NaN, so padding counts nothing), their bin
+        offsets, and an accumulator dtype wide enough for the most edges."""
+        cols = [i for i, cat in enumerate(self.categorical) if not cat]
+        widest = max((self.edges[i].size for i in cols), default=0)
+        matrix = np.full((len(cols), widest), np.nan)
+        for row, i in enumerate(cols):
+            matrix[row, : self.edges[i].size] = self.edges[i]
+        starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.intp)
+        columns: Any = slice(0, len(cols)) if cols == list(range(len(cols))) else cols
+        acc_dtype = np.uint8 if widest < 256 else np.intp
+        return columns, matrix.T.copy(), starts[cols], acc_dtype
+
     def counts(self, block: FloatArray) -> npt.NDArray[np.int64]:
         """Rows per exported bin (flat, feature after feature) of encoded rows ``block``
-        (columns in feature order; categorical values as codes, unseen = n categories)."""
-        n = block.shape[0]
-        flat = np.empty((n, len(self.sizes)), dtype=np.int64)
+        (columns in feature order; categorical values as codes, unseen = n categories).
+
+        A numeric value's bin is the number of inner edges <= it (``bin_index``), counted
+        here one edge at a time over the whole block: a compare and an add per edge,
+        vectorised and branch-free.  A binary search per value (``searchsorted``) costs
+        about twice as much on live rows, whose bins a CPU cannot predict."""
+        columns, edges_by_rank, starts, acc_dtype = self._numeric_plan
+        x = block[:, columns]
+        bins = np.zeros(x.shape, dtype=acc_dtype)
+        for edge in edges_by_rank:  # the k-th inner edge of every numeric feature
+            bins += x >= edge
+        out = np.bincount((bins + starts).ravel(), minlength=self.total)
         offset = 0
         for i, size in enumerate(self.sizes):
-            col = block[:, i]
             if self.categorical[i]:
-                idx = np.minimum(col.astype(np.int64), size - 1)
-            else:
-                idx = bin_index(self.edges[i], col)
-            flat[:, i] = idx + offset
+                codes = np.minimum(block[:, i].astype(np.intp), size - 1)
+                out[offset : offset + size] += np.bincount(codes, minlength=size)
             offset += size
-        out: npt.NDArray[np.int64] = np.bincount(flat.ravel(), minlength=offset).astype(np.int64)
-        return out
+        return out.astype(np.int64, copy=False)

@@ -103,3 +103,38 @@ def test_profile_bins_are_deciles() -> None:
     discrete = profile.numeric_entry("z", [0, 1] * 100)
     assert len(discrete["proportions"]) == len(discrete["edges"]) + 1
     assert sum(discrete["proportions"]) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("categorical_first", [False, True])
+def test_bin_counts_are_each_values_reference_bin(categorical_first: bool) -> None:
+    """``BinLayout.counts`` (compare-and-add per edge) counts every value into the bin
+    ``bin_index`` (a binary search) gives it: values on an edge, beyond the outer
+    edges, features with different numbers of edges (one with more than 255),
+    categorical codes interleaved and folded into the last bin."""
+    rng = np.random.default_rng(7)
+    features: list[tuple[str, bool, dict[str, object]]] = [
+        ("a", False, {"edges": [-1.0, 0.0, 1.0]}),
+        ("b", False, {"edges": sorted(rng.normal(size=9).tolist())}),
+        ("wide", False, {"edges": np.linspace(-3, 3, 300).tolist()}),
+        ("flat", False, {"edges": []}),
+    ]
+    cat = ("c", True, {"categories": ["x", "y", "z", "w"], "proportions": [0.4, 0.3, 0.2, 0.1, 0]})
+    features.insert(0 if categorical_first else 2, cat)
+    layout = drift.BinLayout.from_profile(features, max_bins=3)
+    n = 5000
+    block = rng.normal(scale=2, size=(n, len(features) + 1))
+    cat_col = 0 if categorical_first else 2
+    block[:, cat_col] = rng.integers(0, 5, size=n)  # 4 = unseen
+    block[:10, 1 if categorical_first else 0] = [-1.0, 0.0, 1.0, -1e9, 1e9, -1.0, 0.5, 0, 1, 2]
+
+    expected = []
+    for i, (_, categorical, prof) in enumerate(features):
+        size = layout.sizes[i]
+        if categorical:
+            idx = np.minimum(block[:, i].astype(np.int64), size - 1)
+        else:
+            idx = drift.bin_index(np.asarray(prof["edges"], dtype=np.float64), block[:, i])
+        expected.append(np.bincount(idx, minlength=size))
+    np.testing.assert_array_equal(layout.counts(block), np.concatenate(expected))
+    np.testing.assert_array_equal(layout.counts(block[:1]), layout.counts(block[:1].copy()))
+    assert layout.counts(block[:0]).sum() == 0
