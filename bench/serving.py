@@ -13,7 +13,8 @@ What it does, all on this machine over loopback:
   4. runs, alternately and one server at a time: driftloop (drift ON), MLServer,
      driftloop (drift OFF), each with the same number of worker processes
      (DRIFTLOOP_WORKERS == MLServer parallel_workers), under `wrk` with a Lua POST script,
-     the same threads/connections, and the same OIP v2 JSON payloads of 1 and 32 rows;
+     the same threads/connections, and the same OIP v2 JSON payloads of 1 and 32 rows
+     (64 different ones in turn, rows of the dataset);
   5. prints req/s, p50, p99, the throughput ratio and the drift on/off cost (medians over
      rounds).  --write-docs replaces the "## Serving" section of docs/benchmarks.md.
 KServe (kserve==0.21.0, its own venv) runs beside them unless --no-kserve; --grpc adds
@@ -183,12 +184,12 @@ def peer_model_dir(work: Path, model_dir: Path) -> Path:
     return d.parent
 
 
-def payload(n_rows: int, n_features: int) -> str:
+def payload(n_rows: int, n_features: int, start: int = 0) -> str:
     import numpy as np
     import pandas as pd
 
     frame = pd.read_csv(REPO_WORK / "data.csv")
-    x = frame.drop(columns=["target"]).to_numpy()[:n_rows]
+    x = frame.drop(columns=["target"]).to_numpy()[start : start + n_rows]
     assert x.shape == (n_rows, n_features)
     body = {
         "inputs": [
@@ -201,6 +202,20 @@ def payload(n_rows: int, n_features: int) -> str:
         ]
     }
     return json.dumps(body, separators=(",", ":"))
+
+
+#: Different payloads the REST load cycles through: live traffic is not one row
+#: repeated, and a server's per-row work (drift binning above all) costs more on rows a
+#: CPU cannot learn to predict.
+PAYLOADS = 64
+DATA_ROWS = 569  # scikit-learn's breast-cancer data
+
+
+def payloads(n_rows: int, n_features: int, count: int = PAYLOADS) -> list[str]:
+    """``count`` payloads of ``n_rows`` consecutive dataset rows, each from a different
+    start; the first is ``payload(n_rows, n_features)``."""
+    span = DATA_ROWS - n_rows + 1
+    return [payload(n_rows, n_features, (k * n_rows) % span) for k in range(count)]
 
 
 REPO_WORK = Path()
@@ -421,12 +436,18 @@ def measured(run: Running, load: Callable[[], Result]) -> Result:
     return result
 
 
-def lua_script(work: Path, body: str, rows: int) -> Path:
+def lua_script(work: Path, bodies: list[str], rows: int) -> Path:
+    """A wrk script POSTing ``bodies`` in turn, one per request, on each connection."""
     path = work / f"post-{rows}.lua"
+    items = ",\n".join(f"  [==[{b}]==]" for b in bodies)
     path.write_text(
-        'wrk.method = "POST"\n'
-        'wrk.headers["Content-Type"] = "application/json"\n'
-        f"wrk.body = [==[{body}]==]\n"
+        f"local bodies = {{\n{items}\n}}\n"
+        'local headers = { ["Content-Type"] = "application/json" }\n'
+        "local i = 0\n"
+        "request = function()\n"
+        "  i = i % #bodies + 1\n"
+        '  return wrk.format("POST", nil, headers, bodies[i])\n'
+        "end\n"
     )
     return path
 
@@ -730,8 +751,9 @@ def main() -> int:
         model_dir, sha = train_model(work)
         n_features = len(json.loads((model_dir / "manifest.json").read_text())["features"])
         peer_models = None if args.no_peer and args.no_kserve else peer_model_dir(work, model_dir)
-        bodies = {r: payload(r, n_features) for r in rows_list}
-        scripts = {r: lua_script(work, bodies[r], r) for r in rows_list}
+        rest_bodies = {r: payloads(r, n_features) for r in rows_list}
+        bodies = {r: rest_bodies[r][0] for r in rows_list}
+        scripts = {r: lua_script(work, rest_bodies[r], r) for r in rows_list}
         configs = ["driftloop drift on", "mlserver", "kserve", "driftloop drift off"]
         if args.no_peer:
             configs.remove("mlserver")
