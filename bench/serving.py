@@ -16,7 +16,8 @@ What it does, all on this machine over loopback:
      the same threads/connections, and the same OIP v2 JSON payloads of 1 and 32 rows
      (64 different ones in turn, rows of the dataset);
   5. prints req/s, p50, p99, the throughput ratio and the drift on/off cost (medians over
-     rounds).  --write-docs replaces the "## Serving" section of docs/benchmarks.md.
+     rounds), and the drift on/off cost again from paired back-to-back runs.
+     --write-docs adds the run to the end of docs/benchmarks.md's "## Serving" section.
 KServe (kserve==0.21.0, its own venv) runs beside them unless --no-kserve; --grpc adds
 ModelInfer under h2load for every server and, after the rounds, an empty ServerLive
 call (the gRPC stack's own cost).  The ceiling is the in-process predict of one row on one
@@ -731,6 +732,10 @@ def main() -> int:
     ap.add_argument("--connections", type=int, default=16, help="wrk connections")
     ap.add_argument("--rounds", type=int, default=4, help="alternating rounds")
     ap.add_argument("--rows", default="1,32", help="payload sizes (rows per request)")
+    ap.add_argument(
+        "--drift-pairs", type=int, default=12, help="paired drift on/off REST runs per size"
+    )
+    ap.add_argument("--drift-duration", type=float, default=3.0, help="seconds per paired run")
     ap.add_argument("--no-peer", action="store_true", help="skip MLServer")
     ap.add_argument("--no-kserve", action="store_true", help="skip KServe")
     ap.add_argument("--grpc", action="store_true", help="also gRPC ModelInfer under h2load")
@@ -767,6 +772,7 @@ def main() -> int:
         # every side alike.
         running: dict[str, Running] = {}
         live: dict[str, Result] = {}
+        pairs: dict[int, list[tuple[Result, Result]]] = {}
         try:
             for cfg in configs:
                 if cfg == "mlserver":
@@ -825,6 +831,9 @@ def main() -> int:
                             f"p50 {res.p50_ms:6.2f} ms p99 {res.p99_ms:6.2f} ms "
                             f"errors {res.errors} cpu {res.cpu_us:6.0f} us/req"
                         )
+            for r in rows_list:
+                pairs[r] = drift_pairs(running, urls, scripts[r], args)
+                log(f"drift on/off rows={r}: {describe_pairs(pairs[r])}")
             if args.grpc:
                 # The gRPC stack's own cost: a call that does no model work, on each server.
                 empty = work / "empty.bin"
@@ -844,7 +853,7 @@ def main() -> int:
                 f"off {c['off']:.1f} us; record {c['record']:.2f} us"
             )
         all_configs = configs + ([f"{c} gRPC" for c in configs] if args.grpc else [])
-        report = render(series, all_configs, rows_list, args, costs)
+        report = render(series, all_configs, rows_list, args, costs, pairs)
         if 1 in rows_list:
             ceiling = predict_ceiling(model_dir, bodies[1], work)
             cores = os.cpu_count() or 1
@@ -876,12 +885,47 @@ def main() -> int:
     return 0
 
 
+def drift_pairs(
+    running: dict[str, Running], urls: dict[str, str], script: Path, args: argparse.Namespace
+) -> list[tuple[Result, Result]]:
+    """The drift-tracking cost as paired runs: drift on then off (or off then on, turn
+    about), back to back, many times.  A pair sees nearly the same background load, so
+    the ratio within a pair is steadier than a ratio of medians over the whole run."""
+    sides = ("driftloop drift on", "driftloop drift off")
+    if args.drift_pairs <= 0 or not all(side in running for side in sides):
+        return []
+    out = []
+    for i in range(args.drift_pairs):
+        got = {}
+        for side in sides if i % 2 == 0 else sides[::-1]:
+            load = partial(wrk, urls[side], script, args, args.drift_duration)
+            got[side] = measured(running[side], load)
+        out.append((got[sides[0]], got[sides[1]]))
+    return out
+
+
+def describe_pairs(pairs: list[tuple[Result, Result]]) -> str:
+    """Median and middle half of the paired on/off ratios, as percentages."""
+
+    def spread(ratios: list[float]) -> str:
+        q1, q2, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        return (
+            f"**{100 * (q2 - 1):+.1f}%** "
+            f"(middle half {100 * (q1 - 1):+.1f}..{100 * (q3 - 1):+.1f}%)"
+        )
+
+    cpu = spread([on.cpu_us / off.cpu_us for on, off in pairs])
+    rps = spread([on.rps / off.rps for on, off in pairs])
+    return f"server CPU per request {cpu}, req/s {rps}"
+
+
 def render(
     series: dict[tuple[str, int], Series],
     configs: list[str],
     rows_list: list[int],
     args: argparse.Namespace,
     costs: dict[int, dict[str, float]],
+    pairs: dict[int, list[tuple[Result, Result]]],
 ) -> str:
     lines = [
         f"Setup: {args.workers} worker processes each; wrk -t{args.threads} "
@@ -931,6 +975,11 @@ def render(
                     f"({proto.strip() or 'REST'}): {cpu_on:.0f} vs {cpu_off:.0f} us = "
                     f"**{100 * (cpu_on / cpu_off - 1):+.1f}%**;"
                 )
+        if pairs.get(r):
+            parts.append(
+                f"drift on vs off, {len(pairs[r])} paired REST runs of "
+                f"{args.drift_duration:g} s: {describe_pairs(pairs[r])};"
+            )
         parts.append(
             f"drift on vs off under wrk: {100 * (on.rps / off.rps - 1):+.1f}% req/s (noisy); "
             f"in-process CPU per request: {costs[r]['on']:.0f} vs {costs[r]['off']:.0f} us "
@@ -942,21 +991,26 @@ def render(
 
 
 def write_docs(report: str) -> None:
+    """Add this run to the end of docs/benchmarks.md's "## Serving" section as a dated
+    subsection; the section's earlier runs stay (they are the history)."""
     path = REPO / "docs" / "benchmarks.md"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = (
-        "## Serving\n\n"
-        "driftloop's model server vs MLServer 1.7.1 and KServe 0.21 (`make bench-serving`, "
-        "`bench/serving.py`; gRPC with `--grpc`, under h2load). Latest run "
-        f"({time.strftime('%Y-%m-%d')}):\n\n{report}\n"
+    run = (
+        f"### make bench-serving, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n\n"
+        f"{report}\n\n"
     )
-    pattern = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(section + "\n", text).rstrip() + "\n"
+    section = re.compile(r"^## Serving\n.*?(?=^## |\Z)", re.S | re.M).search(text)
+    if section is None:
+        intro = (
+            "## Serving\n\ndriftloop's model server vs MLServer 1.7.1 and KServe 0.21 "
+            "(`make bench-serving`, `bench/serving.py`; gRPC with `--grpc`, under h2load).\n\n"
+        )
+        text = text.rstrip() + "\n\n" + intro + run
     else:
-        text = text.rstrip() + "\n\n" + section
+        body = section.group(0).rstrip() + "\n\n"
+        text = text[: section.start()] + body + run + text[section.end() :]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    path.write_text(text.rstrip() + "\n")
     log(f"updated {path}")
 
 
