@@ -185,38 +185,36 @@ def peer_model_dir(work: Path, model_dir: Path) -> Path:
     return d.parent
 
 
-def payload(n_rows: int, n_features: int, start: int = 0) -> str:
-    import numpy as np
-    import pandas as pd
-
-    frame = pd.read_csv(REPO_WORK / "data.csv")
-    x = frame.drop(columns=["target"]).to_numpy()[start : start + n_rows]
-    assert x.shape == (n_rows, n_features)
-    body = {
-        "inputs": [
-            {
-                "name": "input-0",
-                "shape": [n_rows, n_features],
-                "datatype": "FP64",
-                "data": np.round(x, 6).ravel().tolist(),
-            }
-        ]
-    }
-    return json.dumps(body, separators=(",", ":"))
-
-
 #: Different payloads the REST load cycles through: live traffic is not one row
 #: repeated, and a server's per-row work (drift binning above all) costs more on rows a
 #: CPU cannot learn to predict.
 PAYLOADS = 64
-DATA_ROWS = 569  # scikit-learn's breast-cancer data
 
 
 def payloads(n_rows: int, n_features: int, count: int = PAYLOADS) -> list[str]:
-    """``count`` payloads of ``n_rows`` consecutive dataset rows, each from a different
-    start; the first is ``payload(n_rows, n_features)``."""
-    span = DATA_ROWS - n_rows + 1
-    return [payload(n_rows, n_features, (k * n_rows) % span) for k in range(count)]
+    """``count`` OIP v2 JSON bodies of ``n_rows`` consecutive dataset rows each, from
+    different starts; the first holds the dataset's first rows."""
+    import numpy as np
+    import pandas as pd
+
+    x = pd.read_csv(REPO_WORK / "data.csv").drop(columns=["target"]).to_numpy()
+    assert x.shape[1] == n_features
+    span = len(x) - n_rows + 1
+    bodies = []
+    for k in range(count):
+        start = (k * n_rows) % span
+        body = {
+            "inputs": [
+                {
+                    "name": "input-0",
+                    "shape": [n_rows, n_features],
+                    "datatype": "FP64",
+                    "data": np.round(x[start : start + n_rows], 6).ravel().tolist(),
+                }
+            ]
+        }
+        bodies.append(json.dumps(body, separators=(",", ":")))
+    return bodies
 
 
 REPO_WORK = Path()

@@ -206,20 +206,28 @@ class BinLayout:
         return int(sum(self.sizes))
 
     @cached_property
-    def _numeric_plan(self) -> tuple[Any, FloatArray, npt.NDArray[np.intp], Any]:
-        """What :meth:`counts` needs for the numeric features, computed once: their
-        columns (a slice when they lead), their inner edges as rows of one matrix
-        padded with NaN (no value is >= NaN, so padding counts nothing), their bin
-        offsets, and an accumulator dtype wide enough for the most edges."""
+    def _plan(
+        self,
+    ) -> tuple[Any, FloatArray, npt.NDArray[np.intp], Any, tuple[tuple[int, int, int], ...]]:
+        """What :meth:`counts` needs, computed once.  For the numeric features: their
+        columns (a slice when they lead), their inner edges as rows of one matrix padded
+        with NaN (no value is >= NaN, so padding counts nothing), their first bins, and
+        an accumulator dtype wide enough for the most edges.  For the categorical ones:
+        (column, first bin, bins)."""
+        starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.intp)
         cols = [i for i, cat in enumerate(self.categorical) if not cat]
         widest = max((self.edges[i].size for i in cols), default=0)
         matrix = np.full((len(cols), widest), np.nan)
         for row, i in enumerate(cols):
             matrix[row, : self.edges[i].size] = self.edges[i]
-        starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.intp)
         columns: Any = slice(0, len(cols)) if cols == list(range(len(cols))) else cols
         acc_dtype = np.uint8 if widest < 256 else np.intp
-        return columns, matrix.T.copy(), starts[cols], acc_dtype
+        categorical = tuple(
+            (i, int(starts[i]), size)
+            for i, (cat, size) in enumerate(zip(self.categorical, self.sizes, strict=True))
+            if cat
+        )
+        return columns, matrix.T.copy(), starts[cols], acc_dtype, categorical
 
     def counts(self, block: FloatArray) -> npt.NDArray[np.int64]:
         """Rows per exported bin (flat, feature after feature) of encoded rows ``block``
@@ -229,16 +237,13 @@ class BinLayout:
         here one edge at a time over the whole block: a compare and an add per edge,
         vectorised and branch-free.  A binary search per value (``searchsorted``) costs
         about twice as much on live rows, whose bins a CPU cannot predict."""
-        columns, edges_by_rank, starts, acc_dtype = self._numeric_plan
+        columns, edges_by_rank, starts, acc_dtype, categorical = self._plan
         x = block[:, columns]
         bins = np.zeros(x.shape, dtype=acc_dtype)
         for edge in edges_by_rank:  # the k-th inner edge of every numeric feature
             bins += x >= edge
         out = np.bincount((bins + starts).ravel(), minlength=self.total)
-        offset = 0
-        for i, size in enumerate(self.sizes):
-            if self.categorical[i]:
-                codes = np.minimum(block[:, i].astype(np.intp), size - 1)
-                out[offset : offset + size] += np.bincount(codes, minlength=size)
-            offset += size
+        for i, first, size in categorical:
+            codes = np.minimum(block[:, i].astype(np.intp), size - 1)
+            out[first : first + size] += np.bincount(codes, minlength=size)
         return out.astype(np.int64, copy=False)
