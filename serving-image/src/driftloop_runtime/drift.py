@@ -210,16 +210,17 @@ class BinLayout:
         self,
     ) -> tuple[Any, FloatArray, npt.NDArray[np.intp], Any, tuple[tuple[int, int, int], ...]]:
         """What :meth:`counts` needs, computed once.  For the numeric features: their
-        columns (a slice when they lead), their inner edges as rows of one matrix padded
-        with NaN (no value is >= NaN, so padding counts nothing), their first bins, and
-        an accumulator dtype wide enough for the most edges.  For the categorical ones:
+        columns (a slice when they lead); their inner edges by rank, ``edges[k]`` the
+        k-th inner edge of each feature as a column, padded with NaN (no value is >=
+        NaN, so padding counts nothing); their first bins (a column); and an
+        accumulator dtype wide enough for the most edges.  For the categorical ones:
         (column, first bin, bins)."""
         starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.intp)
         cols = [i for i, cat in enumerate(self.categorical) if not cat]
         widest = max((self.edges[i].size for i in cols), default=0)
-        matrix = np.full((len(cols), widest), np.nan)
+        by_rank = np.full((widest, len(cols), 1), np.nan)
         for row, i in enumerate(cols):
-            matrix[row, : self.edges[i].size] = self.edges[i]
+            by_rank[: self.edges[i].size, row, 0] = self.edges[i]
         columns: Any = slice(0, len(cols)) if cols == list(range(len(cols))) else cols
         acc_dtype = np.uint8 if widest < 256 else np.intp
         categorical = tuple(
@@ -227,7 +228,7 @@ class BinLayout:
             for i, (cat, size) in enumerate(zip(self.categorical, self.sizes, strict=True))
             if cat
         )
-        return columns, matrix.T.copy(), starts[cols], acc_dtype, categorical
+        return columns, by_rank, starts[cols][:, None], acc_dtype, categorical
 
     def counts(self, block: FloatArray) -> npt.NDArray[np.int64]:
         """Rows per exported bin (flat, feature after feature) of encoded rows ``block``
@@ -236,12 +237,17 @@ class BinLayout:
         A numeric value's bin is the number of inner edges <= it (``bin_index``), counted
         here one edge at a time over the whole block: a compare and an add per edge,
         vectorised and branch-free.  A binary search per value (``searchsorted``) costs
-        about twice as much on live rows, whose bins a CPU cannot predict."""
+        about twice as much on live rows, whose bins a CPU cannot predict.  The block is
+        turned feature-major first: a compare then runs along one feature's values
+        against one edge, about three times faster than along a row of 30 features
+        against 30 edges."""
         columns, edges_by_rank, starts, acc_dtype, categorical = self._plan
-        x = block[:, columns]
-        bins = np.zeros(x.shape, dtype=acc_dtype)
+        values = np.ascontiguousarray(block[:, columns].T)
+        bins = np.zeros(values.shape, dtype=acc_dtype)
+        hit = np.empty(values.shape, dtype=np.bool_)
         for edge in edges_by_rank:  # the k-th inner edge of every numeric feature
-            bins += x >= edge
+            np.greater_equal(values, edge, out=hit)
+            bins += hit
         out = np.bincount((bins + starts).ravel(), minlength=self.total)
         for i, first, size in categorical:
             codes = np.minimum(block[:, i].astype(np.intp), size - 1)

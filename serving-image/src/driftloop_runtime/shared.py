@@ -232,16 +232,19 @@ class SharedState:
 class RowBuffer:
     """Per-worker staging of live rows, flushed to SharedState in batches.
 
-    A request only appends references to its already-decoded arrays (no copy, no
-    lock); the batch is encoded and copied into the shared window with one
-    vectorised pass and one lock round-trip when ``max_items`` requests or
-    ``max_rows`` rows are pending, and on a short timer (FLUSH_INTERVAL_S) run by
-    the server, so the shared window lags live traffic by at most that.
+    A request copies its rows into a staging block the worker allocated once, and
+    appends its prediction codes and id hash to lists (no lock; one array write per
+    request, since a list append costs a tenth of a small array write).  Holding every
+    request's decoded feature array until the flush, as this class did before, doubled
+    what drift tracking costs a 1-row request (docs/benchmarks.md).  When the block is
+    full (``max_rows``), and on a short timer (FLUSH_INTERVAL_S) run by the server, the
+    staged rows are encoded, binned and copied into the shared window with one lock
+    round-trip, so the shared window lags live traffic by at most that.
 
     The lock is never waited on for long (the request path must not block): a batch
-    that finds it busy stays staged and goes with the next flush, so a served
-    prediction is not lost to contention (its feedback would get "unknown id").  Only
-    when more than ``max_pending_rows`` rows wait are the oldest dropped, and counted.
+    that finds it busy is kept and goes with the next flush, so a served prediction is
+    not lost to contention (its feedback would get "unknown id").  Only when more than
+    ``max_pending_rows`` rows wait are the oldest dropped, and counted.
     """
 
     FLUSH_INTERVAL_S = 0.1
@@ -251,17 +254,28 @@ class RowBuffer:
         shared: SharedState,
         encode: Callable[[Any], npt.NDArray[np.float64]] | None = None,
         binner: Callable[[npt.NDArray[np.float64]], npt.NDArray[np.int64]] | None = None,
-        max_items: int = 512,
-        max_rows: int = 4096,
+        max_rows: int = 2048,
         max_pending_rows: int = 16384,
     ) -> None:
         self.shared = shared
         self.encode = encode
         self.binner = binner
-        self.max_items = max_items
-        self.max_rows = max_rows
+        self.max_rows = max(int(max_rows), 1)
         self.max_pending_rows = max_pending_rows
-        self.items: list[tuple[Any, Any, int, int, Any]] = []
+        #: Encoded rows: features, then the prediction code (the window's layout).
+        self.block = np.empty((self.max_rows, shared.columns), dtype=np.float64)
+        #: Raw features as requests gave them: numeric models write straight into the
+        #: block; categorical ones keep the objects until the flush encodes them at once.
+        self.raw: Any = (
+            self.block[:, :-1]
+            if encode is None
+            else np.empty((self.max_rows, shared.columns - 1), dtype=object)
+        )
+        self.codes: list[Any] = []  # each staged request's prediction codes
+        self.id_runs: list[int] = []  # each staged request's id hash ...
+        self.run_rows: list[int] = []  # ... and its number of rows
+        self.groups = np.full(self.max_rows, NO_GROUPS, dtype=np.int64)
+        self.grouped = False  # some staged rows have groups (to reset after the flush)
         self.rows = 0
         # Encoded batches the lock refused: (block, ids, bin counts, groups), oldest first.
         self.pending: list[tuple[Any, Any, Any, Any]] = []
@@ -269,18 +283,32 @@ class RowBuffer:
 
     def add(self, x: Any, pred_codes: Any, hid: int, rows: int, groups: Any = None) -> None:
         """Stage ``rows`` rows of raw features ``x`` with their prediction codes (and
-        packed groups, None: not monitored)."""
-        self.items.append((x, pred_codes, hid, rows, groups))
-        self.rows += rows
-        if len(self.items) >= self.max_items or self.rows >= self.max_rows:
+        packed groups, None: not monitored) under the request's id hash ``hid``."""
+        if rows > self.max_rows - self.rows:
             self.flush()
+            if rows > self.max_rows:  # larger than the staging arrays: in slices
+                for s in range(0, rows, self.max_rows):
+                    e = min(s + self.max_rows, rows)
+                    self.add(
+                        x[s:e], pred_codes[s:e], hid, e - s, None if groups is None else groups[s:e]
+                    )
+                return
+        r = self.rows
+        end = r + rows
+        self.raw[r:end] = x
+        self.codes.append(pred_codes)
+        self.id_runs.append(hid)
+        self.run_rows.append(rows)
+        if groups is not None:
+            self.groups[r:end] = groups
+            self.grouped = True
+        self.rows = end
 
     def flush(self) -> None:
-        if self.items:
-            self.pending.append(self._encode_staged())
-        if not self.pending:
+        n = self.rows
+        batches = self.pending if n == 0 else [*self.pending, self._staged(n)]
+        if not batches:
             return
-        batches = self.pending
         if len(batches) == 1:
             block, ids, counts, groups = batches[0]
         else:
@@ -290,42 +318,30 @@ class RowBuffer:
             groups = np.concatenate([b[3] for b in batches])
         if self.shared.record_batch(block, ids, counts, groups):
             self.pending = []
-            return
-        self.pending = [(block, ids, counts, groups)]
-        excess = block.shape[0] - self.max_pending_rows
-        if excess > 0:  # sustained contention: keep the newest rows, count the rest
-            kept_counts = self.binner(block[excess:]) if self.binner is not None else None
-            self.pending = [(block[excess:], ids[excess:], kept_counts, groups[excess:])]
-            self.dropped += excess
+        else:
+            excess = block.shape[0] - self.max_pending_rows
+            if excess > 0:  # sustained contention: keep the newest rows, count the rest
+                block, ids, groups = block[excess:], ids[excess:], groups[excess:]
+                counts = self.binner(block) if self.binner is not None else None
+                self.dropped += excess
+            # copies: the staging arrays are reused
+            self.pending = [(block.copy(), ids.copy(), counts, groups.copy())]
+        if n:
+            self.rows = 0
+            if self.grouped:
+                self.groups[:n] = NO_GROUPS
+                self.grouped = False
+            if self.encode is not None:
+                self.raw[:n] = None  # the requests' objects are no longer needed
+            self.codes, self.id_runs, self.run_rows = [], [], []
 
-    def _encode_staged(self) -> tuple[Any, Any, Any, Any]:
-        """The staged requests as one encoded block with their id hashes, bin counts
-        and packed groups."""
-        items = self.items
-        self.items = []
-        n = self.rows
-        self.rows = 0
-        if all(it[4] is None for it in items):
-            groups = np.full(n, NO_GROUPS, dtype=np.int64)
-        else:
-            groups = np.concatenate(
-                [
-                    np.full(it[3], NO_GROUPS, dtype=np.int64) if it[4] is None else it[4]
-                    for it in items
-                ]
-            )
-        if len(items) == 1:
-            x, codes, hid, _, _ = items[0]
-            ids = np.full(n, hid, dtype=np.int64)
-        else:
-            x = np.concatenate([it[0] for it in items])
-            codes = np.concatenate([it[1] for it in items])
-            ids = np.repeat(
-                np.fromiter((it[2] for it in items), dtype=np.int64, count=len(items)),
-                [it[3] for it in items],
-            )
-        block = np.empty((n, self.shared.columns), dtype=np.float64)
-        block[:, :-1] = x if self.encode is None else self.encode(x)
-        block[:, -1] = codes
+    def _staged(self, n: int) -> tuple[Any, Any, Any, Any]:
+        """The ``n`` staged rows as one encoded block (a view of the staging arrays)
+        with their id hashes, bin counts and packed groups."""
+        block = self.block[:n]
+        if self.encode is not None:
+            block[:, :-1] = self.encode(self.raw[:n])
+        block[:, -1] = self.codes[0] if len(self.codes) == 1 else np.concatenate(self.codes)
+        ids = np.repeat(np.array(self.id_runs, dtype=np.int64), self.run_rows)
         counts = self.binner(block) if self.binner is not None else None
-        return block, ids, counts, groups
+        return block, ids, counts, self.groups[:n]

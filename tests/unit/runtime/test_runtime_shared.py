@@ -40,20 +40,79 @@ def test_row_buffer_batches_into_the_shared_window(tmp_path: Path) -> None:
     from driftloop_runtime.shared import RowBuffer, id_hash
 
     s = SharedState(str(tmp_path / "w"), columns=2, window=100)
-    buf = RowBuffer(s, max_items=4)
+    buf = RowBuffer(s, max_rows=4)
     for i in range(3):
         buf.add(np.array([[float(i)]]), np.array([float(i)]), id_hash(f"r{i}"), 1)
     assert s.snapshot().window_total == 0  # staged, not yet shared
     buf.flush()
     assert s.snapshot().window_total == 3
     assert sorted(s.snapshot().window[:, 0].tolist()) == [0.0, 1.0, 2.0]
-    buf.add(np.zeros((5, 1)), np.zeros(5), id_hash("big"), 5)
-    for i in range(3):
-        buf.add(np.array([[float(i)]]), np.array([float(i)]), id_hash(f"s{i}"), 1)
-    assert s.snapshot().window_total == 11  # 4 pending requests: flushed by add()
+    buf.add(np.zeros((2, 1)), np.zeros(2), id_hash("two"), 2)
+    buf.add(np.ones((3, 1)), np.ones(3), id_hash("three"), 3)
+    assert s.snapshot().window_total == 5  # the block had no room: flushed by add()
+    buf.flush()
+    assert s.snapshot().window_total == 8
     got = s.lookup("r1")
     assert got is not None
     assert got.tolist() == [1.0]
+    three = s.lookup("three")
+    assert three is not None
+    assert three.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_row_buffer_takes_a_request_larger_than_its_block_in_slices(tmp_path: Path) -> None:
+    from driftloop_runtime.shared import RowBuffer, id_hash
+
+    s = SharedState(str(tmp_path / "w"), columns=2, window=100)
+    buf = RowBuffer(s, max_rows=4)
+    buf.add(np.array([[-1.0]]), np.array([-1.0]), id_hash("before"), 1)
+    x = np.arange(10.0).reshape(10, 1)
+    buf.add(x, x[:, 0] * 10, id_hash("big"), 10)
+    buf.flush()
+    snap = s.snapshot()
+    assert snap.window_total == 11
+    assert sorted(snap.window[:, 0].tolist()) == [-1.0, *range(10)]
+    got = s.lookup("big")
+    assert got is not None
+    assert got.tolist() == [float(v) for v in range(0, 100, 10)]  # in row order
+
+
+def test_row_buffer_encodes_staged_objects_at_the_flush_and_lets_them_go(
+    tmp_path: Path,
+) -> None:
+    from driftloop_runtime.shared import RowBuffer, id_hash
+
+    codes = {"a": 0.0, "b": 1.0}
+    encoded: list[int] = []
+
+    def encode(x: np.ndarray) -> np.ndarray:
+        encoded.append(len(x))
+        return np.array([[codes.get(v, 2.0) for v in row] for row in x])
+
+    s = SharedState(str(tmp_path / "w"), columns=3, window=100)
+    buf = RowBuffer(s, encode=encode, max_rows=8)
+    buf.add(np.array([["a", "b"]], dtype=object), np.array([1.0]), id_hash("r0"), 1)
+    buf.add(np.array([["b", "zz"], ["a", "a"]], dtype=object), np.array([0.0, 1.0]), 7, 2)
+    buf.flush()
+    assert encoded == [3]  # one encode for the whole batch
+    assert s.snapshot().window.tolist() == [[0.0, 1.0, 1.0], [1.0, 2.0, 0.0], [0.0, 0.0, 1.0]]
+    assert (buf.raw[:3] == None).all()  # noqa: E711 (elementwise): no request's objects kept
+
+
+def test_row_buffer_resets_the_groups_of_flushed_rows(tmp_path: Path) -> None:
+    from driftloop_runtime.shared import NO_GROUPS, RowBuffer, id_hash
+
+    s = SharedState(str(tmp_path / "w"), columns=2, window=100)
+    buf = RowBuffer(s, max_rows=8)
+    buf.add(np.zeros((2, 1)), np.zeros(2), id_hash("grouped"), 2, np.array([5, 6]))
+    buf.flush()
+    buf.add(np.zeros((2, 1)), np.zeros(2), id_hash("plain"), 2)
+    buf.flush()
+    grouped, plain = s.lookup_rows("grouped"), s.lookup_rows("plain")
+    assert grouped is not None
+    assert grouped[1].tolist() == [5, 6]
+    assert plain is not None
+    assert plain[1].tolist() == [NO_GROUPS, NO_GROUPS]
 
 
 def test_row_buffer_keeps_a_batch_the_busy_lock_refused(tmp_path: Path) -> None:
@@ -61,10 +120,10 @@ def test_row_buffer_keeps_a_batch_the_busy_lock_refused(tmp_path: Path) -> None:
     from driftloop_runtime.shared import RowBuffer, id_hash
 
     s = SharedState(str(tmp_path / "w"), columns=2, window=100)
-    buf = RowBuffer(s, max_items=64, max_pending_rows=6)
+    buf = RowBuffer(s, max_pending_rows=6)
     buf.add(np.array([[1.0]]), np.array([1.0]), id_hash("first"), 1)
     with s.lock:  # another worker (or the scrape) holds the window
-        buf.flush()
+        buf.flush()  # refused: kept, while the next request reuses the staging block
         buf.add(np.array([[2.0], [3.0]]), np.array([2.0, 3.0]), id_hash("second"), 2)
         buf.flush()
     assert s.snapshot().window_total == 0
@@ -82,7 +141,7 @@ def test_row_buffer_drops_the_oldest_rows_under_sustained_contention(tmp_path: P
     from driftloop_runtime.shared import RowBuffer, id_hash
 
     s = SharedState(str(tmp_path / "w"), columns=2, window=100)
-    buf = RowBuffer(s, max_items=64, max_pending_rows=4)
+    buf = RowBuffer(s, max_pending_rows=4)
     with s.lock:
         for i in range(6):
             buf.add(np.array([[float(i)]]), np.array([float(i)]), id_hash(f"r{i}"), 1)
