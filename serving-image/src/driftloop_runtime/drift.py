@@ -238,9 +238,9 @@ class BinLayout:
         here one edge at a time over the whole block: a compare and an add per edge,
         vectorised and branch-free.  A binary search per value (``searchsorted``) costs
         about twice as much on live rows, whose bins a CPU cannot predict.  The block is
-        turned feature-major first: a compare then runs along one feature's values
-        against one edge, about three times faster than along a row of 30 features
-        against 30 edges."""
+        turned feature-major first: a compare then runs along one feature's contiguous
+        values against one edge, about twice as fast as along the block's rows of 30
+        features against 30 edges (2,048 rows, 2026-12-03)."""
         columns, edges_by_rank, starts, acc_dtype, categorical = self._plan
         values = np.ascontiguousarray(block[:, columns].T)
         bins = np.zeros(values.shape, dtype=acc_dtype)

@@ -248,6 +248,9 @@ class RowBuffer:
     """
 
     FLUSH_INTERVAL_S = 0.1
+    #: Most values the staging block holds: 4 MiB of float64, so a wide model stages
+    #: fewer rows per flush rather than more memory.
+    MAX_STAGED_VALUES = 1 << 19
 
     def __init__(
         self,
@@ -260,7 +263,7 @@ class RowBuffer:
         self.shared = shared
         self.encode = encode
         self.binner = binner
-        self.max_rows = max(int(max_rows), 1)
+        self.max_rows = max(min(int(max_rows), self.MAX_STAGED_VALUES // shared.columns), 1)
         self.max_pending_rows = max_pending_rows
         #: Encoded rows: features, then the prediction code (the window's layout).
         self.block = np.empty((self.max_rows, shared.columns), dtype=np.float64)

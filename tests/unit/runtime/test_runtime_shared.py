@@ -77,6 +77,16 @@ def test_row_buffer_takes_a_request_larger_than_its_block_in_slices(tmp_path: Pa
     assert got.tolist() == [float(v) for v in range(0, 100, 10)]  # in row order
 
 
+def test_row_buffer_stages_fewer_rows_of_a_wide_model(tmp_path: Path) -> None:
+    from driftloop_runtime.shared import RowBuffer
+
+    narrow = RowBuffer(SharedState(str(tmp_path / "n"), columns=31, window=10))
+    wide = RowBuffer(SharedState(str(tmp_path / "w"), columns=2001, window=10))
+    assert narrow.max_rows == 2048
+    assert wide.max_rows == RowBuffer.MAX_STAGED_VALUES // 2001
+    assert wide.block.size <= RowBuffer.MAX_STAGED_VALUES
+
+
 def test_row_buffer_encodes_staged_objects_at_the_flush_and_lets_them_go(
     tmp_path: Path,
 ) -> None:
