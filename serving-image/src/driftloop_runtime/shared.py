@@ -344,7 +344,7 @@ class RowBuffer:
         block = self.block[:n]
         if self.encode is not None:
             block[:, :-1] = self.encode(self.raw[:n])
-        block[:, -1] = self.codes[0] if len(self.codes) == 1 else np.concatenate(self.codes)
+        block[:, -1] = np.concatenate(self.codes)
         ids = np.repeat(np.array(self.id_runs, dtype=np.int64), self.run_rows)
         counts = self.binner(block) if self.binner is not None else None
         return block, ids, counts, self.groups[:n]
