@@ -16,7 +16,8 @@ What it does, all on this machine over loopback:
      the same threads/connections, and the same OIP v2 JSON payloads of 1 and 32 rows
      (64 different ones in turn, rows of the dataset);
   5. prints req/s, p50, p99, the throughput ratio and the drift on/off cost (medians over
-     rounds), and the drift on/off cost again from paired back-to-back runs.
+     rounds), and the drift on/off cost again from paired runs that load two servers at
+     once: drift on (its default row budget) vs off, and every row counted vs off.
      --write-docs adds the run to the end of docs/benchmarks.md's "## Serving" section.
 KServe (kserve==0.21.0, its own venv) runs beside them unless --no-kserve; --grpc adds
 ModelInfer under h2load for every server and, after the rounds, an empty ServerLive
@@ -46,7 +47,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from driftloop_contract import ENV_LOG_LEVEL, ServerConfig
+from driftloop_contract import DEFAULT_DRIFT_MAX_ROWS_PER_SECOND, ENV_LOG_LEVEL, ServerConfig
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("DRIFTLOOP_CACHE", Path.home() / ".cache" / "driftloop"))
@@ -258,8 +259,19 @@ def wait_ready(run: Running, path: str, timeout: float = 180) -> None:
     raise SystemExit(f"{run.name} not ready:\n{run.log.read_text()[-3000:]}")
 
 
+#: A drift row budget no load here reaches: every request counted (the "exact" server).
+EVERY_ROW = 10**9
+EXACT = "driftloop drift exact"
+
+
 def start_driftloop(
-    work: Path, model_dir: Path, sha: str, workers: int, drift: bool, tag: str
+    work: Path,
+    model_dir: Path,
+    sha: str,
+    workers: int,
+    drift: bool,
+    tag: str,
+    max_rows_per_second: int = DEFAULT_DRIFT_MAX_ROWS_PER_SECOND,
 ) -> Running:
     port, grpc_port = free_ports(2)
     scratch = work / f"scratch-{tag}"
@@ -276,6 +288,7 @@ def start_driftloop(
         host="127.0.0.1",
         scratch_dir=str(scratch),
         drift_enabled=drift,
+        drift_max_rows_per_second=max_rows_per_second,
     )
     env = {**os.environ, **config.to_env(), ENV_LOG_LEVEL: "WARNING"}
     logf = work / f"driftloop-{tag}.log"
@@ -611,14 +624,15 @@ model_dir, bodies_file, data_file = sys.argv[1], sys.argv[2], sys.argv[5]
 chunk, turns = int(sys.argv[3]), int(sys.argv[4])
 bodies = [b.encode() for b in json.load(open(bodies_file))]
 apps = {}
-for drift in (True, False):
+for side, budget in (("on", None), ("exact", 10**9), ("off", None)):
     cfg = ServerConfig(model_name="bench", artifact_uri="file://" + model_dir,
-        drift_enabled=drift)
+        drift_enabled=side != "off", **({"drift_max_rows_per_second": budget} if budget else {}))
     m = LoadedModel(cfg, model_dir)
     m.attach(
-        SharedState(tempfile.mktemp(), m.n_features + 1, 1000, bins=m.bins.total) if drift else None
+        SharedState(tempfile.mktemp(), m.n_features + 1, 1000, bins=m.bins.total)
+        if side != "off" else None
     )
-    apps[drift] = App(m)
+    apps[side] = App(m)
 scope = {"type": "http", "method": "POST", "path": "/v2/models/bench/infer",
          "headers": [(b"content-type", b"application/json")]}
 status = []
@@ -633,31 +647,34 @@ async def run(app):
     for _ in range(chunk):
         await app(scope, receive, send)
 loop = asyncio.new_event_loop()
-cost = {True: [], False: []}
+cost = {side: [] for side in apps}
 for _ in range(turns):
-    for drift in (True, False):
+    for side in apps:
         t0 = time.thread_time()
-        loop.run_until_complete(run(apps[drift]))
-        cost[drift].append((time.thread_time() - t0) / chunk * 1e6)
+        loop.run_until_complete(run(apps[side]))
+        cost[side].append((time.thread_time() - t0) / chunk * 1e6)
 assert set(status) == {200}, set(status)
-ratio = statistics.median(on / off for on, off in zip(cost[True], cost[False]))
+def ratio(side):
+    return statistics.median(a / b for a, b in zip(cost[side], cost["off"]))
 # The drift hot path alone: staging one request's rows, flushes amortised.  Rows drawn
 # from the dataset, not one payload repeated: binning the same row over and over lets
 # the CPU predict every branch and flatters a branchy kernel.
 import numpy as np, pandas as pd
-m = apps[True].m
-_, rows = m.decode(json.loads(bodies[0]))
+_, rows = apps["on"].m.decode(json.loads(bodies[0]))
 data = pd.read_csv(data_file).drop(columns=["target"]).to_numpy(dtype=np.float64)
 pick = np.random.default_rng(0).integers(0, len(data), size=(256, rows))
-live = [(data[i], m.pred_codes(m.predict(data[i]))) for i in pick]
-k = 20000
-t0 = time.perf_counter()
-for j in range(k):
-    x, codes = live[j % 256]
-    m.record(x, codes, rows, "bench-request-id")
-record_us = (time.perf_counter() - t0) / k * 1e6
-print(json.dumps({"on": statistics.median(cost[True]), "off": statistics.median(cost[False]),
-                  "ratio": ratio, "record": record_us}))
+def record_us(m):
+    live = [(data[i], m.pred_codes(m.predict(data[i]))) for i in pick]
+    k = 20000
+    t0 = time.perf_counter()
+    for j in range(k):
+        x, codes = live[j % 256]
+        m.record(x, codes, rows, "bench-request-id")
+    return (time.perf_counter() - t0) / k * 1e6
+print(json.dumps({"on": statistics.median(cost["on"]), "off": statistics.median(cost["off"]),
+                  "exact": statistics.median(cost["exact"]), "ratio": ratio("on"),
+                  "ratio_exact": ratio("exact"), "record": record_us(apps["on"].m),
+                  "record_exact": record_us(apps["exact"].m)}))
 """
 
 
@@ -777,7 +794,7 @@ def main() -> int:
         # every side alike.
         running: dict[str, Running] = {}
         live: dict[str, Result] = {}
-        pairs: dict[int, list[tuple[Result, Result]]] = {}
+        pairs: dict[tuple[str, int], list[tuple[Result, Result]]] = {}
         try:
             for cfg in configs:
                 if cfg == "mlserver":
@@ -794,6 +811,12 @@ def main() -> int:
                     running[cfg] = start_driftloop(
                         work, model_dir, sha, args.workers, drift, "on" if drift else "off"
                     )
+            if "driftloop drift on" in running:
+                # Drift tracking that counts every row, whatever the load: for the paired
+                # drift-cost runs only (the default counts a sample above its row budget).
+                running[EXACT] = start_driftloop(
+                    work, model_dir, sha, args.workers, True, "exact", EVERY_ROW
+                )
             urls = {c: f"{r.url}/v2/models/{MODEL}/infer" for c, r in running.items()}
             check_same_predictions(urls, bodies[rows_list[-1]])
             if args.warmup > 0:
@@ -837,8 +860,9 @@ def main() -> int:
                             f"errors {res.errors} cpu {res.cpu_us:6.0f} us/req"
                         )
             for r in rows_list:
-                pairs[r] = drift_pairs(running, urls, scripts[r], args)
-                log(f"drift on/off rows={r}: {describe_pairs(pairs[r])}")
+                for side in ("driftloop drift on", EXACT):
+                    pairs[(side, r)] = drift_pairs(running, urls, scripts[r], args, side)
+                    log(f"{side} vs off rows={r}: {describe_pairs(pairs[(side, r)])}")
             if args.grpc:
                 # The gRPC stack's own cost: a call that does no model work, on each server.
                 empty = work / "empty.bin"
@@ -856,7 +880,8 @@ def main() -> int:
             log(
                 f"in-process CPU per request rows={r}: drift on {c['on']:.1f} us, "
                 f"off {c['off']:.1f} us, paired {100 * (c['ratio'] - 1):+.1f}%; "
-                f"record {c['record']:.2f} us"
+                f"every row counted {c['exact']:.1f} us, {100 * (c['ratio_exact'] - 1):+.1f}%; "
+                f"record {c['record']:.2f} us, every row {c['record_exact']:.2f} us"
             )
         all_configs = configs + ([f"{c} gRPC" for c in configs] if args.grpc else [])
         report = render(series, all_configs, rows_list, args, costs, pairs)
@@ -892,14 +917,18 @@ def main() -> int:
 
 
 def drift_pairs(
-    running: dict[str, Running], urls: dict[str, str], script: Path, args: argparse.Namespace
+    running: dict[str, Running],
+    urls: dict[str, str],
+    script: Path,
+    args: argparse.Namespace,
+    drift_on: str,
 ) -> list[tuple[Result, Result]]:
-    """The drift-tracking cost as paired runs: the drift-on and drift-off servers loaded
-    at the same time, by one wrk each, many times over.  Both then share the machine at
-    the same moments (the kernel gives each busy process an equal share of the cores),
-    so background load moves both alike, and their ratio is steadier than that of runs
-    taken one after the other."""
-    sides = ("driftloop drift on", "driftloop drift off")
+    """The drift-tracking cost as paired runs: the ``drift_on`` and drift-off servers
+    loaded at the same time, by one wrk each, many times over.  Both then share the
+    machine at the same moments (the kernel gives each busy process an equal share of the
+    cores), so background load moves both alike, and their ratio is steadier than that of
+    runs taken one after the other."""
+    sides = (drift_on, "driftloop drift off")
     if args.drift_pairs <= 0 or not all(side in running for side in sides):
         return []
     out = []
@@ -939,7 +968,7 @@ def render(
     rows_list: list[int],
     args: argparse.Namespace,
     costs: dict[int, dict[str, float]],
-    pairs: dict[int, list[tuple[Result, Result]]],
+    pairs: dict[tuple[str, int], list[tuple[Result, Result]]],
 ) -> str:
     lines = [
         f"Setup: {args.workers} worker processes each; wrk -t{args.threads} "
@@ -989,18 +1018,22 @@ def render(
                     f"({proto.strip() or 'REST'}): {cpu_on:.0f} vs {cpu_off:.0f} us = "
                     f"**{100 * (cpu_on / cpu_off - 1):+.1f}%**;"
                 )
-        if pairs.get(r):
-            parts.append(
-                f"drift on vs off, {len(pairs[r])} paired REST runs of "
-                f"{args.drift_duration:g} s, both servers loaded at once: "
-                f"{describe_pairs(pairs[r])};"
-            )
+        for side, label in (("driftloop drift on", "drift on"), (EXACT, "every row counted")):
+            if pairs.get((side, r)):
+                parts.append(
+                    f"{label} vs off, {len(pairs[(side, r)])} paired REST runs of "
+                    f"{args.drift_duration:g} s, both servers loaded at once: "
+                    f"{describe_pairs(pairs[(side, r)])};"
+                )
         parts.append(
             f"drift on vs off under wrk: {100 * (on.rps / off.rps - 1):+.1f}% req/s (noisy); "
             f"in-process CPU per request of the app alone (no HTTP server), turn about "
             f"every few hundred requests: {costs[r]['on']:.0f} vs {costs[r]['off']:.0f} us, "
             f"median of the paired turns **{100 * (costs[r]['ratio'] - 1):+.1f}%** "
-            f"(the drift hot path alone: {costs[r]['record']:.1f} us/request)"
+            f"(every row counted: {costs[r]['exact']:.0f} us, "
+            f"{100 * (costs[r]['ratio_exact'] - 1):+.1f}%; the drift hot path alone: "
+            f"{costs[r]['record']:.1f} us/request, every row counted "
+            f"{costs[r]['record_exact']:.1f})"
         )
         lines.append("- " + " ".join(parts))
     return "\n".join(lines)

@@ -14,6 +14,7 @@ from typing import Any, Final
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .drift import (
+    DEFAULT_DRIFT_MAX_ROWS_PER_SECOND,
     DEFAULT_DRIFT_METHOD,
     DEFAULT_DRIFT_WINDOW,
     DEFAULT_FALSE_ALARM_RATE,
@@ -51,6 +52,8 @@ ENV_ARTIFACT_SHA256: Final = "DRIFTLOOP_ARTIFACT_SHA256"
 ENV_DEPLOYMENT: Final = "DRIFTLOOP_DEPLOYMENT"
 ENV_DRIFT_METHOD: Final = "DRIFTLOOP_DRIFT_METHOD"
 ENV_DRIFT_WINDOW: Final = "DRIFTLOOP_DRIFT_WINDOW"
+#: Live rows a second the pod counts into drift; a uniform sample of requests above it.
+ENV_DRIFT_MAX_ROWS_PER_SECOND: Final = "DRIFTLOOP_DRIFT_MAX_ROWS_PER_SECOND"
 #: Target false alarms per evaluation of the calibrated thresholds (all features).
 ENV_DRIFT_FALSE_ALARM_RATE: Final = "DRIFTLOOP_DRIFT_FALSE_ALARM_RATE"
 ENV_WORKERS: Final = "DRIFTLOOP_WORKERS"
@@ -114,6 +117,10 @@ class ServerConfig(BaseModel):
     deployment: str = Field(default="", alias=ENV_DEPLOYMENT)
     drift_method: DriftMethod = Field(default=DEFAULT_DRIFT_METHOD, alias=ENV_DRIFT_METHOD)
     drift_window: int = Field(default=DEFAULT_DRIFT_WINDOW, alias=ENV_DRIFT_WINDOW, ge=1)
+    #: Shared by the workers: each counts up to this divided by ``workers``.
+    drift_max_rows_per_second: int = Field(
+        default=DEFAULT_DRIFT_MAX_ROWS_PER_SECOND, alias=ENV_DRIFT_MAX_ROWS_PER_SECOND, ge=1
+    )
     drift_false_alarm_rate: float = Field(
         default=DEFAULT_FALSE_ALARM_RATE, alias=ENV_DRIFT_FALSE_ALARM_RATE, gt=0.0, lt=1.0
     )

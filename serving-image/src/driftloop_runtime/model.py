@@ -23,7 +23,7 @@ import driftloop_contract as contract
 from driftloop_contract import ServerConfig, Task
 from driftloop_runtime import artifacts, calibration, drift, fastpath
 from driftloop_runtime.data import MISSING_CATEGORY
-from driftloop_runtime.shared import RowBuffer, SharedState, id_hash
+from driftloop_runtime.shared import RequestSampler, RowBuffer, SharedState, id_hash
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +156,7 @@ class LoadedModel:
                 self.shared,
                 self.encode_categorical if self.has_categorical else None,
                 self.bins.counts if self.shared.bins == self.bins.total else None,
+                sampler=RequestSampler(self.cfg.drift_max_rows_per_second / self.cfg.workers),
             )
             if self.shared is not None
             else None

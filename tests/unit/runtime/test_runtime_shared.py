@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import random
 from pathlib import Path
 
 import numpy as np
 
-from driftloop_runtime.shared import SharedState
+from driftloop_runtime.shared import RequestSampler, SharedState
 from driftloop_testkit.imports import loaded_packages
 
 
@@ -161,6 +163,93 @@ def test_row_buffer_drops_the_oldest_rows_under_sustained_contention(tmp_path: P
     assert sorted(s.snapshot().window[:, 0].tolist()) == [2.0, 3.0, 4.0, 5.0]
     assert s.lookup("r0") is None
     assert s.lookup("r5") is not None
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _serve(sampler: RequestSampler, clock: _Clock, requests: int, rows: int) -> int:
+    """``requests`` requests of ``rows`` rows over one rate period; how many were taken."""
+    taken = sum(sampler.take(rows) for _ in range(requests))
+    clock.now += RequestSampler.RATE_PERIOD_S
+    sampler.update()
+    return taken
+
+
+def test_sampler_counts_every_request_within_its_budget() -> None:
+    clock = _Clock()
+    sampler = RequestSampler(1000, clock, random.Random(0).random)
+    for _ in range(3):
+        assert _serve(sampler, clock, 250, 4) == 250  # 1,000 rows a second: the budget
+    assert sampler.every == 1
+    unlimited = RequestSampler(math.inf, clock, random.Random(0).random)
+    assert _serve(unlimited, clock, 10_000, 32) == 10_000
+    assert unlimited.every == 1
+
+
+def test_sampler_counts_a_uniform_share_of_requests_beyond_its_budget() -> None:
+    clock = _Clock()
+    sampler = RequestSampler(1000, clock, random.Random(1).random)
+    _serve(sampler, clock, 2500, 4)  # 10,000 rows a second: ten times the budget
+    assert sampler.every == 10
+    taken = _serve(sampler, clock, 2500, 4)
+    assert 160 < taken < 340  # 1 in 10 (binomial sd 15)
+    assert sampler.every == 10
+    _serve(sampler, clock, 25_000, 4)  # 100 times
+    assert sampler.every == 100
+    _serve(sampler, clock, 100, 4)  # traffic falls below the budget: everything again
+    assert sampler.every == 1
+    assert _serve(sampler, clock, 100, 4) == 100
+
+
+def test_sampler_does_not_follow_a_periodic_traffic_pattern() -> None:
+    """Alternating clients, one in two counted: a stride would count one client only."""
+    clock = _Clock()
+    sampler = RequestSampler(1000, clock, random.Random(2).random)
+    _serve(sampler, clock, 2000, 1)
+    assert sampler.every == 2
+    taken = [sampler.take(1) for _ in range(20_000)]
+    even, odd = sum(taken[0::2]), sum(taken[1::2])
+    assert 4700 < even < 5300
+    assert 4700 < odd < 5300
+
+
+def test_row_buffer_keeps_every_prediction_and_counts_the_sampled_requests(
+    tmp_path: Path,
+) -> None:
+    """Drift counts the requests the sampler takes; feedback finds every request."""
+    from driftloop_runtime.shared import RowBuffer, id_hash
+
+    s = SharedState(str(tmp_path / "w"), columns=2, window=100, bins=2)
+    taken = iter([True, False, True, False])
+
+    class Alternate(RequestSampler):
+        def take(self, rows: int) -> bool:
+            return next(taken)
+
+    def binner(block: np.ndarray) -> np.ndarray:  # bin 0: value < 10; bin 1: >= 10
+        high = int((block[:, 0] >= 10).sum())
+        return np.array([block.shape[0] - high, high], dtype=np.int64)
+
+    buf = RowBuffer(s, binner=binner, sampler=Alternate(math.inf))
+    for i, rows in enumerate([2, 1, 3, 1]):
+        values = np.full((rows, 1), 10.0 * i)
+        buf.add(values, np.full(rows, float(i)), id_hash(f"r{i}"), rows)
+    buf.flush()
+    snap = s.snapshot()
+    assert sorted(snap.window[:, 0].tolist()) == [0.0, 0.0, 20.0, 20.0, 20.0]
+    assert sorted(snap.window[:, 1].tolist()) == [0.0, 0.0, 2.0, 2.0, 2.0]
+    assert snap.bin_rows.tolist() == [2, 3]
+    assert snap.bin_rows_total == 5
+    for i, rows in enumerate([2, 1, 3, 1]):
+        got = s.lookup(f"r{i}")
+        assert got is not None
+        assert got.tolist() == [float(i)] * rows
 
 
 def test_runtime_imports_no_kubernetes_client() -> None:

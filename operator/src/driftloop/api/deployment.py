@@ -111,6 +111,20 @@ class DriftMonitoring(ApiModel):
         ),
     )
 
+    # No schema default either (None means the contract's), for the same reason.
+    max_rows_per_second: int | None = Field(
+        default=None,
+        alias="maxRowsPerSecond",
+        ge=100,
+        le=10_000_000,
+        description=(
+            "Live rows a second each pod counts into drift (its window and the pooled "
+            "bins); above it a uniform sample of requests is counted, and every prediction "
+            "is still kept for feedback. Default "
+            f"{contract.DEFAULT_DRIFT_MAX_ROWS_PER_SECOND}."
+        ),
+    )
+
     __rules__ = (
         Rule(
             cel=(

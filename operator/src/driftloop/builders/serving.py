@@ -94,6 +94,9 @@ def server_config(
         deployment=owner.name,
         drift_method=contract.DriftMethod(spec.monitoring.method),
         drift_window=spec.monitoring.window,
+        drift_max_rows_per_second=(
+            spec.monitoring.max_rows_per_second or contract.DEFAULT_DRIFT_MAX_ROWS_PER_SECOND
+        ),
         drift_false_alarm_rate=(
             spec.monitoring.false_alarm_rate or contract.DEFAULT_FALSE_ALARM_RATE
         ),

@@ -392,6 +392,13 @@ ADMISSION_REFUSALS = [
         WINDOW_TOO_SMALL,
     ),
     AdmissionRefusal(
+        "a drift row budget below 100 rows a second",
+        _monitoring({"maxRowsPerSecond": 10}),
+        _monitoring({"maxRowsPerSecond": 100}),
+        ("spec.monitoring.maxRowsPerSecond", "should be greater than or equal to 100"),
+        "maxRowsPerSecond",
+    ),
+    AdmissionRefusal(
         "a trigger with its own query and no threshold",
         _monitoring({}, query="vector(1)"),
         _monitoring({}, query="vector(1)", threshold=0.5),
