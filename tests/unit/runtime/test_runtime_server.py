@@ -28,6 +28,7 @@ from driftloop_testkit.runtime import (
     copy_model,
     run_serve_until_exit,
     serve_env,
+    serving,
     start_server,
 )
 
@@ -295,6 +296,39 @@ def test_metrics_drift_and_feedback(server: Server, http: requests.Session) -> N
     assert all(drifted[name] > limits[name] > 0 for name in limits)
     assert re.search(r"^driftloop_drift_reference_rows\{[^}]*\} [1-9]", text, re.M)
     check_with_promtool(text)
+
+
+def metric_value(text: str, name: str) -> float:
+    """The sum of the samples of ``name`` in an exposition."""
+    return sum(float(v) for v in re.findall(rf"^{name}(?:\{{[^}}]*\}})? (\S+)$", text, re.M))
+
+
+def test_a_row_budget_counts_a_sample_and_keeps_every_prediction(
+    iris_model: Path, tmp_path: Path, http: requests.Session
+) -> None:
+    """Above its row budget the pod counts a sample of requests into drift; feedback
+    still finds every request, counted or not."""
+    rows = ROWS * 6  # 18 rows a request
+    budget = {contract.ENV_DRIFT_MAX_ROWS_PER_SECOND: "100"}  # 50 per worker
+    with serving(iris_model, tmp_path, **budget) as srv:
+        ids = []
+        deadline = time.monotonic() + 3.5  # three rate periods beyond the first
+        while time.monotonic() < deadline:
+            ids.append(f"budget-{len(ids)}")
+            r = http.post(infer_url(srv), json=tensor_request(rows, id=ids[-1]))
+            assert r.status_code == 200
+        preds = r.json()["outputs"][0]["data"]
+        time.sleep(0.3)  # workers flush their row buffers every 0.1 s
+        text = http.get(srv.url + "/metrics").text
+        for rid in ids[-40:]:  # most of them were not counted into drift
+            ok = http.post(srv.url + "/v2/models/iris/feedback", json={"id": rid, "labels": preds})
+            assert ok.status_code == 200, (rid, ok.text)
+    served = len(ids) * len(rows)
+    counted = metric_value(text, contract.METRIC_DRIFT_ROWS)
+    assert metric_value(text, "driftloop_inference_requests_total") == len(ids)
+    # The first second counts everything (no rate is known yet), the rest ~100 rows a second.
+    assert 0 < counted < 0.7 * served, (counted, served)
+    assert metric_value(text, contract.METRIC_DRIFT_WINDOW_ROWS) == 200  # the window is full
 
 
 def check_with_promtool(text: str) -> None:
