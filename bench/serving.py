@@ -860,9 +860,10 @@ def main() -> int:
                             f"errors {res.errors} cpu {res.cpu_us:6.0f} us/req"
                         )
             for r in rows_list:
-                for side in ("driftloop drift on", EXACT):
-                    pairs[(side, r)] = drift_pairs(running, urls, scripts[r], args, side)
-                    log(f"{side} vs off rows={r}: {describe_pairs(pairs[(side, r)])}")
+                sides = ("driftloop drift on", EXACT)
+                for side, got in drift_pairs(running, urls, scripts[r], args, sides).items():
+                    pairs[(side, r)] = got
+                    log(f"{side} vs off rows={r}: {describe_pairs(got)}")
             if args.grpc:
                 # The gRPC stack's own cost: a call that does no model work, on each server.
                 empty = work / "empty.bin"
@@ -921,29 +922,32 @@ def drift_pairs(
     urls: dict[str, str],
     script: Path,
     args: argparse.Namespace,
-    drift_on: str,
-) -> list[tuple[Result, Result]]:
-    """The drift-tracking cost as paired runs: the ``drift_on`` and drift-off servers
-    loaded at the same time, by one wrk each, many times over.  Both then share the
-    machine at the same moments (the kernel gives each busy process an equal share of the
-    cores), so background load moves both alike, and their ratio is steadier than that of
-    runs taken one after the other."""
-    sides = (drift_on, "driftloop drift off")
-    if args.drift_pairs <= 0 or not all(side in running for side in sides):
-        return []
-    out = []
-    with ThreadPoolExecutor(len(sides)) as pool:
+    drift_on: tuple[str, ...],
+) -> dict[str, list[tuple[Result, Result]]]:
+    """The drift-tracking cost as paired runs: each ``drift_on`` server and the drift-off
+    server loaded at the same time, by one wrk each, many times over, the ``drift_on``
+    servers taking turns pair by pair.  Both sides of a pair then share the machine at the
+    same moments (the kernel gives each busy process an equal share of the cores), so
+    background load moves both alike, and their ratio is steadier than that of runs taken
+    one after the other; taking turns spreads slow drifts over every ``drift_on`` alike."""
+    off = "driftloop drift off"
+    present = [side for side in drift_on if side in running]
+    out: dict[str, list[tuple[Result, Result]]] = {side: [] for side in present}
+    if args.drift_pairs <= 0 or off not in running:
+        return out
+    with ThreadPoolExecutor(2) as pool:
         for _ in range(args.drift_pairs):
-            runs = [
-                pool.submit(
-                    measured,
-                    running[side],
-                    partial(wrk, urls[side], script, args, args.drift_duration),
-                )
-                for side in sides
-            ]
-            on, off = (run.result() for run in runs)
-            out.append((on, off))
+            for side in present:
+                runs = [
+                    pool.submit(
+                        measured,
+                        running[s],
+                        partial(wrk, urls[s], script, args, args.drift_duration),
+                    )
+                    for s in (side, off)
+                ]
+                with_drift, without = (run.result() for run in runs)
+                out[side].append((with_drift, without))
     return out
 
 

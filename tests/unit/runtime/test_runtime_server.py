@@ -326,7 +326,7 @@ def test_a_row_budget_counts_a_sample_and_keeps_every_prediction(
     served = len(ids) * len(rows)
     counted = metric_value(text, contract.METRIC_DRIFT_ROWS)
     assert metric_value(text, "driftloop_inference_requests_total") == len(ids)
-    # The first second counts everything (no rate is known yet), the rest ~100 rows a second.
+    # The first 0.1 s counts everything (no rate is known yet), the rest ~100 rows a second.
     assert 0 < counted < 0.7 * served, (counted, served)
     assert metric_value(text, contract.METRIC_DRIFT_WINDOW_ROWS) == 200  # the window is full
 

@@ -174,9 +174,9 @@ class _Clock:
 
 
 def _serve(sampler: RequestSampler, clock: _Clock, requests: int, rows: int) -> int:
-    """``requests`` requests of ``rows`` rows over one rate period; how many were taken."""
+    """``requests`` requests of ``rows`` rows in one second; how many were taken."""
     taken = sum(sampler.take(rows) for _ in range(requests))
-    clock.now += RequestSampler.RATE_PERIOD_S
+    clock.now += 1.0  # at least one rate period
     sampler.update()
     return taken
 
