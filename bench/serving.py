@@ -795,6 +795,7 @@ def main() -> int:
         running: dict[str, Running] = {}
         live: dict[str, Result] = {}
         pairs: dict[tuple[str, int], list[tuple[Result, Result]]] = {}
+        shares: dict[tuple[str, int], Share] = {}
         try:
             for cfg in configs:
                 if cfg == "mlserver":
@@ -864,6 +865,15 @@ def main() -> int:
                 for side, got in drift_pairs(running, urls, scripts[r], args, sides).items():
                     pairs[(side, r)] = got
                     log(f"{side} vs off rows={r}: {describe_pairs(got)}")
+                for side in sides:
+                    if side in running:
+                        share = drift_share(running[side], urls[side], scripts[r], args)
+                        if share is not None:
+                            shares[(side, r)] = share
+                            log(
+                                f"{side} rows={r}: drift tracking {100 * share.drift:.1f}% "
+                                f"of {share.samples} busy samples (py-spy)"
+                            )
             if args.grpc:
                 # The gRPC stack's own cost: a call that does no model work, on each server.
                 empty = work / "empty.bin"
@@ -885,7 +895,7 @@ def main() -> int:
                 f"record {c['record']:.2f} us, every row {c['record_exact']:.2f} us"
             )
         all_configs = configs + ([f"{c} gRPC" for c in configs] if args.grpc else [])
-        report = render(series, all_configs, rows_list, args, costs, pairs)
+        report = render(series, all_configs, rows_list, args, costs, pairs, shares)
         if 1 in rows_list:
             ceiling = predict_ceiling(model_dir, bodies[1], work)
             cores = os.cpu_count() or 1
@@ -951,6 +961,58 @@ def drift_pairs(
     return out
 
 
+#: Frames of drift tracking in a worker's stacks: the request's ``record`` (staging, and
+#: the flushes a full block triggers) and the timer's flushes.
+DRIFT_FRAMES = ("record (driftloop_runtime/model.py:", "_flush_loop (driftloop_runtime/app.py:")
+PY_SPY = Path(sys.executable).parent / "py-spy"
+
+
+def spy_args(pid: str, seconds: int) -> list[str]:
+    """py-spy sampling ``pid`` at 250 Hz for ``seconds``, stacks in its raw format."""
+    return [str(PY_SPY), "record", "-p", pid, "-d", str(seconds), "-r", "250", "-f", "raw"]
+
+
+@dataclass
+class Share:
+    drift: float  # share of the workers' busy samples in DRIFT_FRAMES
+    samples: int
+
+
+def drift_share(run: Running, url: str, script: Path, args: argparse.Namespace) -> Share | None:
+    """Drift tracking's share of a driftloop server's busy CPU, from py-spy sampling its
+    workers' stacks while wrk loads the server alone.  It measures the running process
+    itself, so neither the machine's noise nor a difference between two processes enters
+    it (docs/benchmarks.md: paired runs of two servers showed a few percent between
+    instances of the same code).  None without py-spy."""
+    if not PY_SPY.exists():
+        log("py-spy not installed: no drift profile (make venv installs it)")
+        return None
+    workers = subprocess.run(
+        ["pgrep", "-P", str(run.proc.pid)], capture_output=True, text=True, check=False
+    ).stdout.split()
+    duration = max(int(args.drift_duration * 2), 4)
+    outs = [REPO_WORK / f"py-spy-{pid}.txt" for pid in workers]
+    spies = [
+        subprocess.Popen(
+            [*spy_args(pid, duration), "-o", str(out), "--nonblocking"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid, out in zip(workers, outs, strict=True)
+    ]
+    time.sleep(0.5)  # attached before the load starts; idle samples are not recorded
+    wrk(url, script, args, duration)
+    total = drift = 0
+    for spy, out in zip(spies, outs, strict=True):
+        spy.wait(timeout=duration + 60)
+        for line in out.read_text().splitlines() if out.exists() else []:
+            stack, _, count = line.rpartition(" ")
+            total += int(count)
+            if any(frame in stack for frame in DRIFT_FRAMES):
+                drift += int(count)
+    return Share(drift / total, total) if total else None
+
+
 def describe_pairs(pairs: list[tuple[Result, Result]]) -> str:
     """Median and middle half of the paired on/off ratios, as percentages."""
 
@@ -973,6 +1035,7 @@ def render(
     args: argparse.Namespace,
     costs: dict[int, dict[str, float]],
     pairs: dict[tuple[str, int], list[tuple[Result, Result]]],
+    shares: dict[tuple[str, int], Share],
 ) -> str:
     lines = [
         f"Setup: {args.workers} worker processes each; wrk -t{args.threads} "
@@ -1029,6 +1092,14 @@ def render(
                     f"{args.drift_duration:g} s, both servers loaded at once: "
                     f"{describe_pairs(pairs[(side, r)])};"
                 )
+        on_share, exact_share = shares.get(("driftloop drift on", r)), shares.get((EXACT, r))
+        if on_share is not None and exact_share is not None:
+            parts.append(
+                f"drift tracking's share of the busy worker CPU under wrk (py-spy, "
+                f"{on_share.samples:,} and {exact_share.samples:,} samples): "
+                f"**{100 * on_share.drift:.1f}%**, every row counted "
+                f"{100 * exact_share.drift:.1f}%;"
+            )
         parts.append(
             f"drift on vs off under wrk: {100 * (on.rps / off.rps - 1):+.1f}% req/s (noisy); "
             f"in-process CPU per request of the app alone (no HTTP server), turn about "
