@@ -17,7 +17,9 @@ What it does, all on this machine over loopback:
      (64 different ones in turn, rows of the dataset);
   5. prints req/s, p50, p99, the throughput ratio and the drift on/off cost (medians over
      rounds), and the drift on/off cost again from paired runs that load two servers at
-     once: drift on (its default row budget) vs off, and every row counted vs off.
+     once: drift on (its default row budget) vs off, and every row counted vs off; then
+     drift tracking's share of each drift server's busy CPU, from py-spy sampling its
+     workers' stacks under the same load.
      --write-docs adds the run to the end of docs/benchmarks.md's "## Serving" section.
 KServe (kserve==0.21.0, its own venv) runs beside them unless --no-kserve; --grpc adds
 ModelInfer under h2load for every server and, after the rounds, an empty ServerLive
