@@ -984,8 +984,8 @@ def drift_share(run: Running, url: str, script: Path, args: argparse.Namespace) 
     """Drift tracking's share of a driftloop server's busy CPU, from py-spy sampling its
     workers' stacks while wrk loads the server alone.  It measures the running process
     itself, so neither the machine's noise nor a difference between two processes enters
-    it (docs/benchmarks.md: paired runs of two servers showed a few percent between
-    instances of the same code).  None without py-spy."""
+    it (paired runs of two servers differ by a few percent between processes of the same
+    code: docs/benchmarks.md).  None without py-spy."""
     if not PY_SPY.exists():
         log("py-spy not installed: no drift profile (make venv installs it)")
         return None
