@@ -138,6 +138,20 @@ def test_predictor_rolls_with_zero_unavailable() -> None:
     assert probe["path"] == contract.PATH_READY
 
 
+def test_predictor_drift_row_budget_is_the_users_or_the_contracts() -> None:
+    default = _env(builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, CONFIG))
+    assert default[contract.ENV_DRIFT_MAX_ROWS_PER_SECOND] == str(
+        contract.DEFAULT_DRIFT_MAX_ROWS_PER_SECOND
+    )
+    spec = DEPLOY_SPEC.model_copy(
+        update={
+            "monitoring": DEPLOY_SPEC.monitoring.model_copy(update={"max_rows_per_second": 500})
+        }
+    )
+    env = _env(builders.predictor_deployment(DEP, spec, SERVED, CONFIG))
+    assert env[contract.ENV_DRIFT_MAX_ROWS_PER_SECOND] == "500"
+
+
 def test_predictor_env_is_the_server_config() -> None:
     deployment = builders.predictor_deployment(DEP, DEPLOY_SPEC, SERVED, CONFIG)
     cfg = contract.ServerConfig.from_env(_env(deployment))
