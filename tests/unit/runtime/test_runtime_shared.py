@@ -219,6 +219,23 @@ def test_sampler_does_not_follow_a_periodic_traffic_pattern() -> None:
     assert 4700 < odd < 5300
 
 
+class _Takes(RequestSampler):
+    """Takes the requests it is told to."""
+
+    def __init__(self, decisions: list[bool]) -> None:
+        super().__init__(math.inf)
+        self.decisions = iter(decisions)
+
+    def take(self, rows: int) -> bool:
+        return next(self.decisions)
+
+
+def _two_bins(block: np.ndarray) -> np.ndarray:
+    """Bin 0: first feature below 10; bin 1: at least 10."""
+    high = int((block[:, 0] >= 10).sum())
+    return np.array([block.shape[0] - high, high], dtype=np.int64)
+
+
 def test_row_buffer_keeps_every_prediction_and_counts_the_sampled_requests(
     tmp_path: Path,
 ) -> None:
@@ -226,17 +243,7 @@ def test_row_buffer_keeps_every_prediction_and_counts_the_sampled_requests(
     from driftloop_runtime.shared import RowBuffer, id_hash
 
     s = SharedState(str(tmp_path / "w"), columns=2, window=100, bins=2)
-    taken = iter([True, False, True, False])
-
-    class Alternate(RequestSampler):
-        def take(self, rows: int) -> bool:
-            return next(taken)
-
-    def binner(block: np.ndarray) -> np.ndarray:  # bin 0: value < 10; bin 1: >= 10
-        high = int((block[:, 0] >= 10).sum())
-        return np.array([block.shape[0] - high, high], dtype=np.int64)
-
-    buf = RowBuffer(s, binner=binner, sampler=Alternate(math.inf))
+    buf = RowBuffer(s, binner=_two_bins, sampler=_Takes([True, False, True, False]))
     for i, rows in enumerate([2, 1, 3, 1]):
         values = np.full((rows, 1), 10.0 * i)
         buf.add(values, np.full(rows, float(i)), id_hash(f"r{i}"), rows)
@@ -250,6 +257,26 @@ def test_row_buffer_keeps_every_prediction_and_counts_the_sampled_requests(
         got = s.lookup(f"r{i}")
         assert got is not None
         assert got.tolist() == [float(i)] * rows
+
+
+def test_row_buffer_keeps_the_uncounted_predictions_of_a_refused_batch(tmp_path: Path) -> None:
+    """Contention trims the predictions and the counted rows each to the newest
+    ``max_pending_rows``: the counted rows are fewer, so they are all kept."""
+    from driftloop_runtime.shared import RowBuffer, id_hash
+
+    s = SharedState(str(tmp_path / "w"), columns=2, window=100, bins=2)
+    buf = RowBuffer(s, binner=_two_bins, max_pending_rows=2, sampler=_Takes([True, False, False]))
+    with s.lock:
+        for i in range(3):
+            buf.add(np.array([[10.0 * i]]), np.array([float(i)]), id_hash(f"r{i}"), 1)
+        buf.flush()  # refused: the oldest prediction goes, the one counted row stays
+    assert buf.dropped == 1
+    buf.flush()
+    snap = s.snapshot()
+    assert snap.window[:, 0].tolist() == [0.0]
+    assert snap.bin_rows.tolist() == [1, 0]
+    assert s.lookup("r0") is None
+    assert [s.lookup(f"r{i}") is not None for i in (1, 2)] == [True, True]
 
 
 def test_runtime_imports_no_kubernetes_client() -> None:
