@@ -21,9 +21,9 @@ DEFAULT_DRIFT_METHOD: Final = DriftMethod.psi
 DEFAULT_DRIFT_WINDOW: Final = 1000
 #: Live rows a second a pod counts into drift (window and pooled bins); above it a
 #: uniform sample of requests is counted.  2,000 rows a second pool 600,000 rows into a
-#: 5m range, where PSI with no drift averages (bins - 1) / rows, 1.5e-5 for ten bins,
-#: thousands of times below the fixed threshold (0.1): counting more resolves nothing
-#: anyone acts on.
+#: 5m range, where the live sample adds (bins - 1) / rows to PSI's no-drift average,
+#: 1.5e-5 for ten bins, thousands of times below the fixed threshold (0.1): counting
+#: more resolves nothing anyone acts on.
 DEFAULT_DRIFT_MAX_ROWS_PER_SECOND: Final = 2_000
 
 #: ``driftloop_feature_drift_score`` is "higher means more drift" for every
