@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Serving benchmark: driftloop's model server vs MLServer 1.7.1 on the same model.
+"""Serving benchmark: driftloop's model server vs MLServer 1.7.1 and KServe on the same model.
 
     python bench/serving.py [--duration 10] [--workers 2] [--rounds 2] [--write-docs]
 
@@ -10,7 +10,7 @@ What it does, all on this machine over loopback:
      bundled breast-cancer data: 30 numeric features, 569 rows);
   3. gives MLServer a joblib copy of that exact fitted model (the peer only: driftloop
      itself never uses pickle/joblib);
-  4. runs, alternately and one server at a time: driftloop (drift ON), MLServer,
+  4. runs, alternately and one server at a time: driftloop (drift ON), MLServer, KServe,
      driftloop (drift OFF), each with the same number of worker processes
      (DRIFTLOOP_WORKERS == MLServer parallel_workers), under `wrk` with a Lua POST script,
      the same threads/connections, and the same OIP v2 JSON payloads of 1 and 32 rows
